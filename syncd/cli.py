@@ -1,0 +1,167 @@
+"""The command line: argument parsing, logging setup, and the mapping of outcomes to
+exit codes. `main(argv)` returns the code and never calls `sys.exit` itself.
+
+Exit codes: 0 the DAM mirrors the folders; 1 some files could not be synced (the summary
+lists them) or deletes were refused; 2 bad usage; 77 (EX_NOPERM) the API key is missing
+or rejected; 78 (EX_CONFIG) the configuration is invalid; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import anyio
+import structlog
+
+from syncd import __version__
+from syncd.apikey import key_file_warning, read_api_key
+from syncd.config import Config, default_config_path, load_config
+from syncd.errors import AuthError, ConfigError, StateError
+from syncd.logs import configure, redact
+from syncd.progress import LogProgress, NullProgress, Progress, Summary, TtyProgress
+from syncd.reconcile import RunOptions, initial_sync
+
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_NOPERM",
+    "EXIT_OK",
+    "main",
+    "run",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOPERM = os.EX_NOPERM  # 77
+EXIT_CONFIG = os.EX_CONFIG  # 78
+EXIT_INTERRUPTED = 130
+
+log = structlog.get_logger("syncd.cli")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="syncd",
+        description="Mirror local folders into a Scaleflex DAM (Filerobot) project.",
+        epilog="Other commands: 'syncd demo' runs an end-to-end demo against the bundled emulator.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="config file (default: $SYNCD_CONFIG, else /etc/syncd/config.toml,"
+        " else ~/.config/syncd/config.toml)",
+    )
+    p.add_argument(
+        "--initial-sync",
+        action="store_true",
+        help="reconcile every folder once so the DAM mirrors it, then exit",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan (uploads, updates, deletes) only"
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="list the DAM folders in full instead of trusting the state and the change feed",
+    )
+    p.add_argument(
+        "--force-delete",
+        action="store_true",
+        help="allow a run that deletes more than the configured share of a folder",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="default: info",
+    )
+    p.add_argument(
+        "--log-format",
+        default="auto",
+        choices=["auto", "console", "json"],
+        help="auto: console on a terminal, JSON lines otherwise",
+    )
+    p.add_argument("--version", action="version", version=f"syncd {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run syncd with `argv` (default: `sys.argv[1:]`) and return the exit code."""
+    args_list = sys.argv[1:] if argv is None else argv
+    if args_list[:1] == ["demo"]:
+        from syncd.demo import main as demo_main
+
+        return demo_main(args_list[1:])
+    args = _parser().parse_args(args_list)
+    console = configure(args.log_level, args.log_format, cache=argv is None)
+    path = args.config or default_config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        return _fail(f"syncd: configuration error: {exc}", EXIT_CONFIG)
+    try:
+        key = read_api_key(config.dam)
+    except AuthError as exc:
+        return _fail(f"syncd: {exc}", EXIT_NOPERM)
+    redact(key)
+    if config.dam.key_file is not None and (warning := key_file_warning(config.dam.key_file)):
+        log.warning("key_file_permissions", warning=warning)
+    if not args.initial_sync:
+        return _fail(
+            "syncd: the live daemon mode is not available in this version yet;"
+            " run 'syncd --initial-sync' to mirror the folders once",
+            EXIT_USAGE,
+        )
+    options = RunOptions(dry_run=args.dry_run, verify=args.verify, force_delete=args.force_delete)
+    return run_initial_sync(config, key, options, console=console)
+
+
+def run_initial_sync(config: Config, key: str, options: RunOptions, *, console: bool) -> int:
+    """Run one reconcile, print or log the summary, and return the exit code."""
+    progress: Progress
+    if options.dry_run:
+        progress = NullProgress()
+    elif console:
+        progress = TtyProgress()
+    else:
+        progress = LogProgress()
+    try:
+        summary = anyio.run(initial_sync, config, key, options, progress, sys.stdout)
+    except AuthError as exc:
+        return _fail(
+            f"syncd: {exc}. Check the API key and its permissions (see README, 'API key').",
+            EXIT_NOPERM,
+        )
+    except StateError as exc:
+        return _fail(f"syncd: {exc}", EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("syncd: interrupted; the next run continues where this one stopped", 130)
+    _report(summary, console, sys.stderr)
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def _report(summary: Summary, console: bool, out: TextIO) -> None:
+    if console:
+        out.write(summary.render() + "\n")
+        return
+    for s in summary.failed:
+        log.error("file_failed", path=s.path, reason=s.reason)
+    for r in summary.refused:
+        log.error("sync_refused", reason=r)
+    log.info("sync_summary", **summary.as_dict())
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(message.rstrip() + "\n")
+    return code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    raise SystemExit(main())

@@ -1,0 +1,321 @@
+"""The DAM client: the only module that imports aiohttp.
+
+It owns the single `aiohttp.ClientSession` of the process (keep-alive pool sized to the
+worker count, timeouts, the `X-Filerobot-Key` header), the wire shapes of the Filerobot
+v4 API (see shared/docs/dam-api.md), and the translation of every failure into the
+`syncd.errors` tree. A response is a failure when its status is not 2xx *or* its body
+says `"status": "error"`. Every request runs under the shared `Pacer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import yarl
+
+from syncd.errors import NotFound, TransientDamError
+from syncd.model import RemoteFile
+from syncd.pacer import Pacer
+from syncd.wire import SAME_CONTENT_CODES, Uploaded, classify, iso, remote_file, uploaded
+
+__all__ = ["BULK", "PAGE", "Body", "DamClient", "Uploaded"]
+
+Body = bytes | AsyncIterable[bytes]
+"""An upload body: the whole content, or chunks streamed from disk."""
+
+PAGE = 1000
+BULK = 500
+
+
+@contextmanager
+def _translate(what: str) -> Iterator[None]:
+    """Turn aiohttp and socket failures into `TransientDamError`."""
+    try:
+        yield
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+        raise TransientDamError(f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
+    except aiohttp.ClientError as exc:
+        raise TransientDamError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+class DamClient:
+    """A Filerobot v4 client bound to one project token and API key.
+
+    Use as `async with DamClient(...) as dam:`; the session is closed on exit.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        key: str,
+        pacer: Pacer,
+        *,
+        workers: int = 8,
+        timeout_s: float = 120.0,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        self._prefix = f"{base_url.rstrip('/')}/{quote(token, safe='')}/v4"
+        self._key = key
+        self.pacer = pacer
+        self._workers = workers
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        # Uploads of big files may take longer than any total; only stalls count.
+        self._upload_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_s, sock_read=timeout_s
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self.server_time: datetime | None = None
+        self.requests = 0
+
+    async def __aenter__(self) -> Self:
+        connector = aiohttp.TCPConnector(
+            limit=self._workers + 2, limit_per_host=self._workers + 2, keepalive_timeout=30
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"X-Filerobot-Key": self._key, "User-Agent": "syncd"},
+            timeout=self._timeout,
+            trust_env=True,  # honour HTTPS_PROXY / NO_PROXY
+        )
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            # Let the connector's transports close before the loop moves on (aiohttp
+            # "Graceful Shutdown"); otherwise ResourceWarnings surface.
+            await asyncio.sleep(0)
+            self._session = None
+
+    # plumbing
+
+    def _url(self, path: str, params: Mapping[str, object] | None = None) -> yarl.URL:
+        # urlencode with quote() keeps "+" and "&" in names intact; yarl would leave "+"
+        # unescaped, which servers read as a space.
+        query = ""
+        if params:
+            query = "?" + urlencode(
+                {k: v for k, v in params.items() if v is not None}, quote_via=quote, safe="/"
+            )
+        return yarl.URL(self._prefix + path + query, encoded=True)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: Mapping[str, object] | None = None,
+        json_body: object = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        upload: bool = False,
+    ) -> dict[str, Any]:
+        assert self._session is not None, "use DamClient as an async context manager"
+        self.requests += 1
+        with _translate(what):
+            async with self._session.request(
+                method,
+                self._url(path, params),
+                json=json_body,
+                data=data,
+                headers=headers,
+                timeout=self._upload_timeout if upload else self._timeout,
+            ) as resp:
+                raw = await resp.read()
+                self._note_date(resp.headers.get("Date"))
+                try:
+                    body = json.loads(raw) if raw else {}
+                except ValueError:
+                    body = {}
+                if not isinstance(body, dict):
+                    body = {}
+                if not raw and 200 <= resp.status < 300:
+                    raise TransientDamError(f"{what}: empty response", status=resp.status)
+                if raw and not body and 200 <= resp.status < 300:
+                    raise TransientDamError(f"{what}: response is not JSON", status=resp.status)
+                if (code := body.get("code")) in SAME_CONTENT_CODES and body.get(
+                    "existing_file_uuid"
+                ):
+                    return body  # identical content: the caller adopts it
+                error = classify(resp.status, body, resp.headers)
+                if error is not None:
+                    error.message = f"{what}: {error.message}"
+                    if code and not error.code:
+                        error.code = str(code)
+                    raise error
+                return body
+
+    def _note_date(self, value: str | None) -> None:
+        if not value:
+            return
+        try:
+            self.server_time = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return
+
+    def server_time_iso(self) -> str | None:
+        """The DAM's clock at its last response, as ISO-8601 UTC."""
+        return iso(self.server_time) if self.server_time else None
+
+    async def _call(self, method: str, path: str, *, what: str, **kw: Any) -> dict[str, Any]:
+        return await self.pacer.call(lambda: self._send(method, path, what=what, **kw), what=what)
+
+    # reads
+
+    async def check_access(self) -> None:
+        """One cheap request that fails with `AuthError` when the key is missing or rejected."""
+        await self._call(
+            "GET", "/files", what="check the API key", params={"folder": "/", "limit": 1}
+        )
+
+    async def count(self, folder: str) -> int | None:
+        """The recursive file count of a DAM folder (0 when it does not exist), or None
+        when the DAM did not report one."""
+        try:
+            body = await self._call(
+                "GET",
+                "/files",
+                what=f"count {folder}",
+                params={"folder": folder, "recursive": 1, "limit": 1},
+            )
+        except NotFound:
+            return 0
+        for section, key in (("stats", "approx_files_count"), ("info", "total_files_count")):
+            value = body.get(section)
+            if isinstance(value, dict) and isinstance(value.get(key), int):
+                return int(value[key])
+        base = body.get("base")
+        counts = base.get("count") if isinstance(base, dict) else None
+        if isinstance(counts, dict) and isinstance(counts.get("files_recursive"), int):
+            return int(counts["files_recursive"])
+        return None
+
+    async def list_files(
+        self,
+        folder: str,
+        *,
+        recursive: bool = True,
+        updated_after: str | None = None,
+        q: str | None = None,
+    ) -> AsyncIterator[RemoteFile]:
+        """Every file below `folder`, page by page until a short page, once per uuid."""
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            params = {
+                "folder": folder,
+                "recursive": 1 if recursive else 0,
+                "limit": PAGE,
+                "offset": offset,
+                "sort": "created_at:asc",
+                "updated_after": updated_after,
+                "q": q,
+            }
+            try:
+                body = await self._call(
+                    "GET", "/files", what=f"list {folder} @{offset}", params=params
+                )
+            except NotFound:
+                return
+            items = body.get("files")
+            if not isinstance(items, list):
+                items = []
+            for item in items:
+                if not isinstance(item, dict) or "uuid" not in item:
+                    continue
+                rf = remote_file(item, folder)
+                if rf is not None and rf.uuid not in seen:
+                    seen.add(rf.uuid)
+                    yield rf
+            if len(items) < PAGE:
+                return
+            offset += len(items)
+
+    # writes
+
+    async def upload(
+        self,
+        folder: str,
+        name: str,
+        body: Callable[[], Body],
+        *,
+        stream: bool,
+        before_retry: Callable[[], Any] | None = None,
+    ) -> Uploaded:
+        """Upload one file into `folder` as `name`.
+
+        Args:
+            body: makes a fresh body per attempt (a stream cannot be replayed).
+            stream: use the streaming `PUT` upload (for big files) instead of multipart.
+            before_retry: looks for a committed copy before a retry (see `Pacer.call`).
+        """
+        what = f"upload {folder.rstrip('/')}/{name}"
+
+        async def attempt() -> Uploaded:
+            if stream:
+                resp = await self._send(
+                    "PUT",
+                    "/files",
+                    what=what,
+                    params={"folder": folder, "filename": name},
+                    data=body(),
+                    headers={"Content-Type": "application/octet-stream"},
+                    upload=True,
+                )
+            else:
+                form = aiohttp.FormData(quote_fields=False)
+                form.add_field(
+                    "info[files[]]",
+                    json.dumps({"name": name}),
+                    content_type="application/json",
+                )
+                form.add_field(
+                    "files[]", body(), filename=name, content_type="application/octet-stream"
+                )
+                resp = await self._send(
+                    "POST", "/files", what=what, params={"folder": folder}, data=form, upload=True
+                )
+            return uploaded(resp, what)
+
+        return await self.pacer.call(attempt, what=what, before_retry=before_retry)
+
+    async def delete(self, uuid: str) -> None:
+        """Delete one asset; an asset that is already gone counts as deleted."""
+        try:
+            await self._call("DELETE", f"/files/{quote(uuid, safe='')}", what=f"delete {uuid}")
+        except NotFound:
+            return
+
+    async def delete_many(self, uuids: list[str]) -> None:
+        """Delete assets in bulk requests of at most `BULK` uuids. Uuids that are
+        already gone are not an error."""
+        for i in range(0, len(uuids), BULK):
+            chunk = uuids[i : i + BULK]
+            await self._call(
+                "DELETE",
+                "/files",
+                what=f"delete {len(chunk)} files",
+                json_body={"files_uuids": chunk},
+            )
+
+    async def rename(self, uuid: str, name: str) -> None:
+        """Rename an asset in place; it keeps its uuid."""
+        await self._call(
+            "PATCH",
+            f"/files/{quote(uuid, safe='')}",
+            what=f"rename {uuid}",
+            json_body={"name": name},
+        )

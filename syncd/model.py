@@ -1,0 +1,116 @@
+"""Plain value types shared by the pipeline stages: local files, known state, remote assets,
+planned actions. No I/O happens here.
+
+`LocalFile`, `Known` and `RemoteFile` are built once per file on every run (100,000 of
+each for a large tree), so they are slotted but not frozen: a frozen dataclass sets each
+field through `object.__setattr__` and costs four times as much to build. Treat them as
+immutable all the same; `dataclasses.replace` makes changed copies."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "Action",
+    "Known",
+    "LocalFile",
+    "Op",
+    "RemoteFile",
+    "Skip",
+    "remote_location",
+]
+
+
+@dataclass(slots=True)
+class LocalFile:
+    """One regular file found under a folder root.
+
+    `path` is relative to the root, with `/` separators, and is valid UTF-8.
+    `sha1` is filled in only once the file has been hashed.
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    sha1: str | None = None
+
+
+@dataclass(slots=True)
+class Known:
+    """What the state database remembers about a synced file."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    sha1: str
+    uuid: str
+    remote_sha1: str | None = None
+
+    def same_stat(self, local: LocalFile) -> bool:
+        """True when the local file's stat matches the one recorded at the last sync."""
+        return (
+            self.size == local.size
+            and self.mtime_ns == local.mtime_ns
+            and self.inode == local.inode
+        )
+
+
+@dataclass(slots=True)
+class RemoteFile:
+    """One asset in the DAM, seen through a listing or an upload response.
+
+    `path` is relative to the synced folder's remote root and uses the asset's original
+    name (`info.name` when the project renamed it), so it lines up with local paths.
+    `name` is the stored name, which may carry a random suffix.
+    """
+
+    uuid: str
+    path: str
+    name: str
+    folder: str
+    sha1: str | None
+    size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A local entry that was not synced, and why (shown in the summary)."""
+
+    path: str
+    reason: str
+
+
+class Op(enum.Enum):
+    """What the executor must do for one path."""
+
+    UPLOAD = "upload"  # new on the DAM
+    REPLACE = "update"  # content changed: replace the asset
+    DELETE = "delete"  # gone locally (or unknown remotely with delete_unknown): delete by uuid
+    ADOPT = "adopt"  # the DAM already holds identical content: record it, upload nothing
+    REFRESH = "refresh"  # stat changed but content did not: update the state row only
+    FORGET = "forget"  # gone locally and on the DAM: drop the state row only
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One planned change. `local` is set for UPLOAD/REPLACE/ADOPT/REFRESH, `uuid` for
+    REPLACE/DELETE/ADOPT."""
+
+    op: Op
+    path: str
+    local: LocalFile | None = None
+    uuid: str | None = None
+    remote_sha1: str | None = None
+
+
+def remote_location(remote_root: str, path: str) -> tuple[str, str]:
+    """Map a local relative path to its DAM folder and file name.
+
+    `a/b/c.jpg` under remote root `/assets` goes to folder `/assets/a/b` as `c.jpg`.
+    """
+    root = remote_root.rstrip("/")
+    head, _, name = path.rpartition("/")
+    return (f"{root}/{head}" if head else root or "/"), name

@@ -1,0 +1,255 @@
+"""The one pacer every DAM request goes through, from every worker and every folder.
+
+It owns three things:
+
+* **concurrency**: how many requests may be in flight. It drops by half on a rate-limit
+  signal (429 or 503) and climbs back by one per window of successes (AIMD), so a
+  rate-limited DAM sees fewer parallel requests rather than the same storm again;
+* **pauses**: on a rate-limit signal *every* worker waits, for `Retry-After` when the DAM
+  sent one, otherwise for an exponential backoff with full jitter;
+* **retries**: transient failures are retried with backoff up to a limit, then re-raised
+  so the caller can park the job.
+
+The arithmetic lives in small pure classes (`Backoff`, `Aimd`) so it is tested as data;
+`Pacer` adds the waiting. Time and randomness are injectable.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+import structlog
+
+from syncd.errors import RateLimited, TransientDamError
+
+__all__ = ["Aimd", "Backoff", "Pacer"]
+
+T = TypeVar("T")
+log = structlog.get_logger("syncd.pacer")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backoff:
+    """Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff
+    And Jitter"): attempt n waits a uniform random time in [0, min(cap, base·2ⁿ)]."""
+
+    base_s: float = 0.5
+    cap_s: float = 30.0
+    max_attempts: int = 6
+
+    def ceiling(self, attempt: int) -> float:
+        """The largest delay attempt `attempt` (0-based) may wait."""
+        return min(self.cap_s, self.base_s * (2.0**attempt))
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """A jittered delay for attempt `attempt` (0-based)."""
+        return rng.uniform(0.0, self.ceiling(attempt))
+
+
+@dataclass
+class Aimd:
+    """Additive-increase, multiplicative-decrease concurrency limit.
+
+    A decrease only counts once per round: requests that started before the last
+    decrease cannot cause another one, so eight simultaneous 429s halve the limit once,
+    not eight times.
+    """
+
+    maximum: int
+    minimum: int = 1
+    limit: float = 0.0
+    generation: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.limit:
+            self.limit = float(self.maximum)
+
+    @property
+    def allowed(self) -> int:
+        """Requests allowed in flight now."""
+        return max(self.minimum, int(self.limit))
+
+    def decrease(self, started_generation: int) -> bool:
+        """Halve the limit for a rate-limit signal; False when this round already did."""
+        if started_generation < self.generation:
+            return False
+        self.limit = max(float(self.minimum), self.limit / 2.0)
+        self.generation += 1
+        return True
+
+    def increase(self) -> bool:
+        """Grow by one request per window of successes; True when `allowed` changed."""
+        if self.limit >= self.maximum:
+            return False
+        before = self.allowed
+        self.limit = min(float(self.maximum), self.limit + 1.0 / max(self.limit, 1.0))
+        return self.allowed != before
+
+
+class Pacer:
+    """Shared request pacing: concurrency limit, global pauses, optional rate cap,
+    retries.
+
+    Args:
+        concurrency: the most requests in flight (the worker count).
+        backoff: retry and pause policy.
+        max_requests_per_second: an optional hard cap across all requests.
+        clock: monotonic seconds; `sleep`: async sleep; `rng`: jitter source.
+    """
+
+    def __init__(
+        self,
+        concurrency: int,
+        *,
+        backoff: Backoff | None = None,
+        max_requests_per_second: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.backoff = backoff or Backoff()
+        self.aimd = Aimd(maximum=concurrency)
+        self._interval = 1.0 / max_requests_per_second if max_requests_per_second else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._in_flight = 0
+        self._changed = anyio.Event()
+        self._pause_until = 0.0
+        self._next_start = 0.0
+        self._limited_streak = 0
+        self.waits = 0
+        self.rate_limited = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Requests running now."""
+        return self._in_flight
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[int]:
+        """Hold one request slot; yields the AIMD generation the request started in."""
+        while True:
+            now = self._clock()
+            if self._pause_until > now:
+                await self._sleep(self._pause_until - now)
+                continue
+            if self._in_flight >= self.aimd.allowed:
+                await self._changed.wait()
+                continue
+            if self._interval:
+                start = max(now, self._next_start)
+                self._next_start = start + self._interval
+                if start > now:
+                    # The slot is claimed before sleeping so other workers queue behind it.
+                    self._in_flight += 1
+                    try:
+                        await self._sleep(start - now)
+                    finally:
+                        self._in_flight -= 1
+            break
+        self._in_flight += 1
+        try:
+            yield self.aimd.generation
+        finally:
+            self._in_flight -= 1
+            self._wake()
+
+    async def call(
+        self,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        what: str,
+        before_retry: Callable[[], Awaitable[T | None]] | None = None,
+    ) -> T:
+        """Run `fn` under the pacer, retrying transient failures.
+
+        Args:
+            fn: the request.
+            what: a short label for logs (e.g. `upload a/b.jpg`).
+            before_retry: for requests that are not idempotent (uploads): called before
+                each retry after a failure whose outcome is unknown; a non-None result
+                means the first attempt did land and is returned instead of retrying.
+
+        Raises:
+            TransientDamError: when the retry limit runs out.
+            PermanentDamError: at once.
+        """
+        attempt = 0
+        while True:
+            async with self.slot() as generation:
+                try:
+                    result = await fn()
+                except RateLimited as exc:
+                    self._on_rate_limited(exc.retry_after, generation, what)
+                    error: TransientDamError = exc
+                except TransientDamError as exc:
+                    error = exc
+                else:
+                    self._on_success()
+                    return result
+            attempt += 1
+            if attempt >= self.backoff.max_attempts:
+                raise error
+            if not isinstance(error, RateLimited):
+                delay = self.backoff.delay(attempt, self._rng)
+                log.debug(
+                    "dam_retry",
+                    what=what,
+                    attempt=attempt,
+                    delay_s=round(delay, 3),
+                    error=str(error),
+                )
+                await self._sleep(delay)
+            if before_retry is not None and not isinstance(error, RateLimited):
+                found = await before_retry()
+                if found is not None:
+                    return found
+
+    def statistics(self) -> dict[str, float]:
+        """A snapshot for logs and status lines."""
+        return {
+            "concurrency": self.aimd.allowed,
+            "in_flight": self._in_flight,
+            "rate_limited": self.rate_limited,
+            "waits": self.waits,
+        }
+
+    def _on_success(self) -> None:
+        self._limited_streak = 0
+        before = self.aimd.allowed
+        if self.aimd.increase() and self.aimd.allowed == self.aimd.maximum:
+            log.info("pacer_recovered", concurrency=f"{before}→{self.aimd.allowed}")
+        self._wake()
+
+    def _on_rate_limited(self, retry_after: float | None, generation: int, what: str) -> None:
+        self.rate_limited += 1
+        before = self.aimd.allowed
+        decreased = self.aimd.decrease(generation)
+        if retry_after is not None:
+            wait = retry_after
+        elif decreased:
+            wait = self.backoff.delay(self._limited_streak, self._rng)
+            self._limited_streak += 1
+        else:
+            return  # this round already paused everyone
+        self._pause_until = max(self._pause_until, self._clock() + wait)
+        if decreased:
+            self.waits += 1
+            log.warning(
+                "rate_limited",
+                wait_s=round(wait, 2),
+                concurrency=f"{before}→{self.aimd.allowed}",
+                retry_after=retry_after is not None,
+                request=what,
+            )
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()

@@ -1,0 +1,345 @@
+"""Walk a local folder root fast (os.scandir, never following symlinked directories) and report
+its regular files and the entries it had to skip; check a root's health; open a scanned file
+safely for upload. Pure I/O: no decisions about syncing."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gc
+import os
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from syncd.errors import SyncdError
+from syncd.filters import SyncdFilter
+from syncd.model import LocalFile, Skip
+
+__all__ = [
+    "FileChanged",
+    "RootUnavailable",
+    "ScanError",
+    "ScanResult",
+    "UnsafePath",
+    "open_checked",
+    "root_status",
+    "scan",
+]
+
+# O_NOFOLLOW: a directory swapped for a symlink after it was listed is refused, not followed.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO that replaced a file must not hang the uploader.
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+
+# stat.S_IFMT() and S_ISREG() as plain masks: the walk tests every entry's mode
+_S_IFMT = 0o170000
+_S_IFREG = stat.S_IFREG
+_S_IFDIR = stat.S_IFDIR
+
+_CHANGED = "changed during the scan"
+
+_KINDS = {
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFBLK: "block device",
+    stat.S_IFCHR: "character device",
+    stat.S_IFDIR: "directory",
+}
+
+
+class ScanError(SyncdError):
+    """A local folder or file cannot be read the way syncing needs.
+
+    Args:
+        message: what went wrong, in words.
+        path: the path relative to the root, when one file is concerned.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class RootUnavailable(ScanError):
+    """The folder root itself is missing, not a directory or unreadable. Never treat this as
+    an empty folder: that would delete everything remotely."""
+
+
+class UnsafePath(ScanError):
+    """The path now resolves outside the folder root (e.g. a symlink was retargeted)."""
+
+
+class FileChanged(ScanError):
+    """The file is no longer the one the scan saw (swapped, resized, touched, retyped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """What one walk of a folder root found.
+
+    `files` maps root-relative POSIX paths to their stat. `skipped` lists entries that exist
+    but are not synced, with the reason; a skipped *directory* means its contents are unknown,
+    not empty, so nothing under it may be deleted remotely. `dirs` counts the subdirectories
+    listed (the root not included). Ignored entries appear in neither list.
+    """
+
+    files: dict[str, LocalFile]
+    skipped: list[Skip]
+    dirs: int
+
+
+def scan(
+    root: Path, filt: SyncdFilter, *, on_ignored: Callable[[str, bool], None] | None = None
+) -> ScanResult:
+    """Walk `root` and report every regular file under it.
+
+    Symlinks are never followed into directories. A symlink to a regular file inside the root
+    is reported at the link's path with the target's stat; one resolving outside the root is
+    skipped, so a link to `/etc/shadow` can never be uploaded. Per-entry problems become
+    `Skip`s and the walk goes on; entries that vanish mid-walk are dropped silently.
+
+    Args:
+        root: the folder root.
+        filt: the root's filter; ignored directories are not descended.
+        on_ignored: called with `(rel, is_dir)` for each ignored entry (debug logging).
+
+    Raises:
+        RootUnavailable: the root cannot be listed.
+    """
+    real_root = os.path.realpath(root)
+    try:
+        root_fd = os.open(real_root, _DIR_FLAGS)
+    except OSError as exc:
+        raise RootUnavailable(root_status(root) or f"{root}: {exc.strerror}") from exc
+    walk = _Walk(real_root, filt, on_ignored)
+    with _gc_paused():
+        try:
+            walk.list_dir(root_fd, real_root.rstrip("/"), "")
+        except OSError as exc:
+            raise RootUnavailable(f"{root} cannot be read ({exc.strerror})") from exc
+        finally:
+            os.close(root_fd)
+        walk.run()
+    return ScanResult(walk.files, walk.skipped, walk.dirs)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The walk allocates one object per file and none of them can form a cycle; letting the
+    cyclic GC run over the growing heap meanwhile costs ~8% of a 100k-file scan."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class _Walk:
+    """State of one scan. Directories wait on a stack as paths, not open descriptors, so a
+    wide tree cannot exhaust the process's file descriptors."""
+
+    def __init__(
+        self, real_root: str, filt: SyncdFilter, on_ignored: Callable[[str, bool], None] | None
+    ) -> None:
+        self.real_root = real_root
+        self.root_prefix = real_root.rstrip("/") + "/"
+        self.filt = filt
+        self.on_ignored = on_ignored
+        self.files: dict[str, LocalFile] = {}
+        self.skipped: list[Skip] = []
+        self.dirs = 0
+        # (absolute path, rel + "/", st_dev, st_ino) of directories still to list
+        self.stack: list[tuple[str, str, int, int]] = []
+
+    def run(self) -> None:
+        while self.stack:
+            path, prefix, dev, ino = self.stack.pop()
+            rel = prefix[:-1]
+            try:
+                fd = os.open(path, _DIR_FLAGS)
+            except FileNotFoundError:
+                continue  # vanished since its parent was listed
+            except OSError as exc:
+                # ELOOP/ENOTDIR: replaced by a symlink or a file since its parent was listed
+                changed = exc.errno in (errno.ELOOP, errno.ENOTDIR)
+                self.skipped.append(Skip(rel, _CHANGED if changed else _unreadable(exc)))
+                continue
+            try:
+                st = os.fstat(fd)
+                if st.st_ino != ino or st.st_dev != dev:
+                    # Not the directory that was listed (swapped, or reached through a parent
+                    # that became a symlink): its contents are unknown this time, not empty.
+                    self.skipped.append(Skip(rel, _CHANGED))
+                    continue
+                self.list_dir(fd, path, prefix)
+                self.dirs += 1
+            except OSError as exc:
+                self.skipped.append(Skip(rel, _unreadable(exc)))
+            finally:
+                os.close(fd)
+
+    def list_dir(self, fd: int, path: str, prefix: str) -> None:
+        """List one directory. `os.scandir(fd)` makes each `DirEntry.stat` an fstatat by name
+        relative to `fd`, measurably cheaper than resolving every file's full path again."""
+        files = self.files
+        ignored = self.filt.ignored
+        local_file = LocalFile
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                name = entry.name
+                rel = prefix + name
+                try:
+                    # The one lstat decides the type too, so a racing d_type cannot disagree.
+                    st = entry.stat(follow_symlinks=False)
+                    kind = st.st_mode & _S_IFMT
+                    if ignored(rel, kind == _S_IFDIR):
+                        if self.on_ignored is not None:
+                            self.on_ignored(rel, kind == _S_IFDIR)
+                    elif not name.isascii() and not _is_utf8(name):
+                        self.skipped.append(Skip(_printable(rel), "name is not valid UTF-8"))
+                    elif kind == _S_IFREG:
+                        files[rel] = local_file(rel, st.st_size, st.st_mtime_ns, st.st_ino)
+                    elif kind == _S_IFDIR:
+                        self.stack.append((f"{path}/{name}", rel + "/", st.st_dev, st.st_ino))
+                    elif kind == stat.S_IFLNK:
+                        self._symlink(f"{path}/{name}", rel)
+                    else:
+                        self.skipped.append(Skip(rel, f"not a regular file ({_kind(kind)})"))
+                except FileNotFoundError:
+                    continue  # vanished since the directory was read
+                except OSError as exc:
+                    self.skipped.append(Skip(rel, _unreadable(exc)))
+
+    def _symlink(self, link: str, rel: str) -> None:
+        target = os.path.realpath(link)
+        if not target.startswith(self.root_prefix) and target != self.real_root:
+            # Checked before anything else: even a dangling link must not name outside paths.
+            self.skipped.append(Skip(rel, "symlink points outside the folder"))
+            return
+        try:
+            st = os.stat(target)
+        except FileNotFoundError:
+            self.skipped.append(Skip(rel, "broken symlink"))
+            return
+        except OSError as exc:  # e.g. ELOOP: links pointing at each other
+            self.skipped.append(Skip(rel, f"broken symlink ({exc.strerror})"))
+            return
+        if stat.S_ISDIR(st.st_mode):
+            # Following would risk loops and uploading the same files under two paths.
+            self.skipped.append(Skip(rel, "symlink to a directory is not followed"))
+        elif stat.S_ISREG(st.st_mode):
+            self.files[rel] = LocalFile(rel, st.st_size, st.st_mtime_ns, st.st_ino)
+        else:
+            kind = _kind(stat.S_IFMT(st.st_mode))
+            self.skipped.append(Skip(rel, f"symlink to something not a regular file ({kind})"))
+
+
+def root_status(root: Path) -> str | None:
+    """Why `root` cannot be synced from (missing, not a directory, unreadable), or None.
+
+    Callers refuse remote deletes unless this is None: an unmounted or unreadable folder looks
+    empty, and mirroring "empty" would wipe the DAM folder.
+    """
+    try:
+        st = os.stat(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return f"{root} does not exist"
+    except OSError as exc:
+        return f"{root} cannot be accessed ({exc.strerror})"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{root} is not a directory"
+    try:
+        with os.scandir(root) as entries:
+            next(entries, None)
+    except OSError as exc:
+        return f"{root} cannot be read ({exc.strerror})"
+    return None
+
+
+def open_checked(root: Path, rel: str, expected: LocalFile) -> BinaryIO:
+    """Open `root/rel` for upload, only if it is still the file the scan saw.
+
+    The path is resolved again and must stay inside the root; it is then opened one component
+    at a time with O_NOFOLLOW, so a directory swapped for a symlink after the check is refused
+    rather than followed. The open file's inode, size and mtime must equal `expected`'s.
+
+    Raises:
+        UnsafePath: `rel` now resolves outside the root.
+        FileChanged: the file is not the scanned one any more; rescan it.
+        FileNotFoundError: the file is gone (not an error for callers).
+    """
+    real_root = os.path.realpath(root)
+    target = os.path.realpath(os.path.join(real_root, rel))
+    prefix = real_root.rstrip("/") + "/"
+    if not target.startswith(prefix) or target == prefix:
+        raise UnsafePath(f"{rel} resolves outside the folder, to {target}", path=rel)
+    fd = _open_beneath(real_root, target[len(prefix) :], rel)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = _kind(stat.S_IFMT(st.st_mode))
+            raise FileChanged(f"{rel} is no longer a regular file ({kind})", path=rel)
+        seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+        scanned = (expected.inode, expected.size, expected.mtime_ns)
+        if seen != scanned:
+            raise FileChanged(
+                f"{rel} changed since it was scanned (inode, size, mtime_ns {scanned} -> {seen})",
+                path=rel,
+            )
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_beneath(real_root: str, inside: str, rel: str) -> int:
+    """Open `inside` (symlink-free, relative to `real_root`) without following any link."""
+    *dirs, name = inside.split("/")
+    dir_fd = os.open(real_root, _DIR_FLAGS)
+    part = name
+    try:
+        for part in dirs:
+            next_fd = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = next_fd
+        part = name
+        return os.open(name, _FILE_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        # O_NOFOLLOW refuses a symlink with ELOOP, or with ENOTDIR when O_DIRECTORY is set too
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            with contextlib.suppress(OSError):
+                if stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                    msg = f"{rel} was replaced by a symlink while opening"
+                    raise FileChanged(msg, path=rel) from exc
+        if exc.errno == errno.ENOTDIR:  # a parent became a file: the file is gone
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), rel) from exc
+        raise
+    finally:
+        os.close(dir_fd)
+
+
+def _is_utf8(name: str) -> bool:
+    # os.scandir decodes undecodable bytes to lone surrogates, which cannot be encoded back.
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _kind(fmt: int) -> str:
+    return _KINDS.get(fmt, "unknown type")
+
+
+def _printable(rel: str) -> str:
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
+def _unreadable(exc: OSError) -> str:
+    return f"cannot be read ({exc.strerror or exc})"

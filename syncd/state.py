@@ -1,0 +1,285 @@
+"""The SQLite state store (WAL): what syncd knows it has put on the DAM.
+
+One row per synced file maps `(folder, path)` to the local stat that was synced
+(`size`, `mtime_ns`, `inode`), its sha1, the asset's uuid and the sha1 the DAM reported.
+A folder row remembers the DAM-side bookmark of the last run (server time for
+`updated_after`, and the recursive remote file count), so a re-run can ask only for
+what changed. Parked rows are files whose last attempt failed; they are retried by the
+next run.
+
+Writes are batched: `record()` buffers rows and `flush()` commits them in one transaction,
+so a 10,000-file sync does tens of commits, not 10,000.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+from syncd.errors import StateError
+from syncd.model import Known
+
+__all__ = ["FolderBookmark", "ParkedFile", "State"]
+
+_SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS folders (
+    id INTEGER PRIMARY KEY,
+    local TEXT NOT NULL,
+    remote TEXT NOT NULL,
+    listed_at TEXT,
+    remote_count INTEGER,
+    last_sync REAL,
+    UNIQUE (local, remote)
+);
+CREATE TABLE IF NOT EXISTS files (
+    folder_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    sha1 TEXT NOT NULL,
+    uuid TEXT NOT NULL,
+    remote_sha1 TEXT,
+    synced_at REAL NOT NULL,
+    PRIMARY KEY (folder_id, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parked (
+    folder_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    op TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (folder_id, path)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class FolderBookmark:
+    """Where the last completed run of a folder left the DAM side.
+
+    `listed_at` is the DAM's own clock (from its `Date` header) when the last run ended;
+    `remote_count` the recursive file count the DAM reported then.
+    """
+
+    listed_at: str | None
+    remote_count: int | None
+    last_sync: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedFile:
+    """A file whose sync failed; it is retried by the next run."""
+
+    path: str
+    op: str
+    error: str
+    attempts: int
+    updated_at: float
+
+
+class State:
+    """The state database. Use `State.open()`; close with `close()` (or `with`)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
+        self._conn = conn
+        self.path = path
+        self._pending: list[tuple[object, ...]] = []
+        self._pending_forget: list[tuple[int, str]] = []
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> State:
+        """Open (creating if needed) the database at `path`.
+
+        With `readonly=True` a missing database opens as an empty in-memory one, so a
+        `--dry-run` never creates files.
+        """
+        try:
+            if readonly:
+                if not path.exists():
+                    conn = sqlite3.connect(":memory:")
+                    conn.executescript(_SCHEMA)
+                    return cls(conn, None)
+                conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+                conn.execute("PRAGMA query_only = ON")
+                return cls(conn, path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable across application crashes in WAL mode; only an OS crash
+            # can lose the last transactions, which the next run re-checks anyway.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.executescript(_SCHEMA)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                (str(_SCHEMA_VERSION),),
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(f"cannot open the state database {path}: {exc}") from exc
+        return cls(conn, path)
+
+    def close(self) -> None:
+        """Flush pending rows and close the database."""
+        self.flush()
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # folders
+
+    def folder_id(self, local: str, remote: str) -> int | None:
+        """The id of a folder mapping, or None when this state has never seen it."""
+        row = self._conn.execute(
+            "SELECT id FROM folders WHERE local = ? AND remote = ?", (local, remote)
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def ensure_folder(self, local: str, remote: str) -> int:
+        """The id of a folder mapping, creating its row on first use."""
+        found = self.folder_id(local, remote)
+        if found is not None:
+            return found
+        cur = self._execute("INSERT INTO folders (local, remote) VALUES (?, ?)", (local, remote))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def bookmark(self, folder_id: int | None) -> FolderBookmark:
+        """The DAM-side bookmark of the last completed run of a folder."""
+        if folder_id is None:
+            return FolderBookmark(None, None, None)
+        row = self._conn.execute(
+            "SELECT listed_at, remote_count, last_sync FROM folders WHERE id = ?", (folder_id,)
+        ).fetchone()
+        return FolderBookmark(*row) if row else FolderBookmark(None, None, None)
+
+    def set_bookmark(self, folder_id: int, listed_at: str | None, remote_count: int | None) -> None:
+        """Remember the DAM's clock and file count at the end of a completed run."""
+        self.flush()
+        self._execute(
+            "UPDATE folders SET listed_at = ?, remote_count = ?, last_sync = ? WHERE id = ?",
+            (listed_at, remote_count, time.time(), folder_id),
+        )
+
+    # files
+
+    def known(self, folder_id: int | None) -> dict[str, Known]:
+        """Every synced file of a folder, by relative path."""
+        if folder_id is None:
+            return {}
+        rows = self._conn.execute(
+            "SELECT path, size, mtime_ns, inode, sha1, uuid, remote_sha1 FROM files"
+            " WHERE folder_id = ?",
+            (folder_id,),
+        )
+        return {row[0]: Known(*row) for row in rows}
+
+    def record(self, folder_id: int, known: Known) -> None:
+        """Buffer a synced file's row; `flush()` writes it."""
+        self._pending.append(
+            (
+                folder_id,
+                known.path,
+                known.size,
+                known.mtime_ns,
+                known.inode,
+                known.sha1,
+                known.uuid,
+                known.remote_sha1,
+                time.time(),
+            )
+        )
+
+    def forget(self, folder_id: int, path: str) -> None:
+        """Buffer the removal of a file's row (it is gone on both sides)."""
+        self._pending_forget.append((folder_id, path))
+
+    @property
+    def pending(self) -> int:
+        """How many buffered changes `flush()` would write."""
+        return len(self._pending) + len(self._pending_forget)
+
+    def flush(self) -> None:
+        """Write buffered rows in one transaction."""
+        if not self._pending and not self._pending_forget:
+            return
+        rows, self._pending = self._pending, []
+        gone, self._pending_forget = self._pending_forget, []
+        try:
+            with self._transaction():
+                self._conn.executemany(
+                    "INSERT OR REPLACE INTO files (folder_id, path, size, mtime_ns, inode, sha1,"
+                    " uuid, remote_sha1, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._conn.executemany("DELETE FROM files WHERE folder_id = ? AND path = ?", gone)
+                # A file synced now is no longer parked.
+                self._conn.executemany(
+                    "DELETE FROM parked WHERE folder_id = ? AND path = ?",
+                    [*((r[0], r[1]) for r in rows), *gone],
+                )
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the state database {self.path}: {exc}") from exc
+
+    # parked files
+
+    def park(self, folder_id: int, path: str, op: str, error: str) -> None:
+        """Remember a failed file so the next run retries it and `status` can show it."""
+        self._execute(
+            "INSERT INTO parked (folder_id, path, op, error, attempts, updated_at)"
+            " VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (folder_id, path) DO UPDATE SET"
+            " op = excluded.op, error = excluded.error, attempts = attempts + 1,"
+            " updated_at = excluded.updated_at",
+            (folder_id, path, op, error, time.time()),
+        )
+
+    def unpark(self, folder_id: int, path: str) -> None:
+        """Drop a parked row (the file was synced or no longer needs syncing)."""
+        self._execute("DELETE FROM parked WHERE folder_id = ? AND path = ?", (folder_id, path))
+
+    def parked(self, folder_id: int | None) -> list[ParkedFile]:
+        """The parked files of a folder."""
+        if folder_id is None:
+            return []
+        rows = self._conn.execute(
+            "SELECT path, op, error, attempts, updated_at FROM parked WHERE folder_id = ?"
+            " ORDER BY path",
+            (folder_id,),
+        )
+        return [ParkedFile(*row) for row in rows]
+
+    # plumbing
+
+    def _execute(self, sql: str, params: Iterable[object]) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, tuple(params))
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write the state database {self.path}: {exc}") from exc
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+
+class _Transaction:
+    """BEGIN … COMMIT on an autocommit connection, rolled back on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,252 @@
+"""Carrying out planned actions against the DAM: N workers share the DAM client (and so
+the pacer); each upload streams and hashes the file in one pass; every outcome lands in
+the state store and the run's summary. One `job_done`/`job_failed` event per job.
+
+Replacing a changed file never leaves the DAM without it: the new content is uploaded
+first and the old asset is deleted only once the new one is committed. When the project
+refuses a second file of the same name, the new content goes up under a temporary name,
+the old asset is deleted, and the new one is renamed into place.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import structlog
+
+from syncd.dam import Body, DamClient, Uploaded
+from syncd.errors import AuthError, DamError, NameConflict, TransientDamError
+from syncd.model import Action, Known, LocalFile, Op, Skip, remote_location
+from syncd.progress import Progress, Summary
+from syncd.scan import FileChanged, UnsafePath
+from syncd.source import FileSource
+from syncd.state import State
+
+__all__ = ["Executor", "FolderTarget"]
+
+log = structlog.get_logger("syncd.workers")
+
+_FLUSH_EVERY = 256
+_CHANGE_RETRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FolderTarget:
+    """Where one folder's actions go: its local root, DAM folder and state row."""
+
+    root: Path
+    remote: str
+    folder_id: int
+    stream_threshold: int
+
+
+class Executor:
+    """Runs actions with `workers` concurrent tasks and records every outcome."""
+
+    def __init__(
+        self,
+        dam: DamClient,
+        state: State,
+        summary: Summary,
+        progress: Progress,
+        *,
+        workers: int,
+    ) -> None:
+        self.dam = dam
+        self.state = state
+        self.summary = summary
+        self.progress = progress
+        self.workers = workers
+
+    async def run(self, target: FolderTarget, actions: Sequence[Action]) -> None:
+        """Carry out one folder's actions. Raises `AuthError` at once if the key is
+        rejected; everything else is recorded per file."""
+        transfers = [a for a in actions if a.op in (Op.UPLOAD, Op.REPLACE)]
+        for a in actions:
+            if a.op in (Op.ADOPT, Op.REFRESH):
+                assert a.local is not None
+                assert a.local.sha1 is not None
+                assert a.uuid is not None
+                self._record(target, a.local, a.local.sha1, a.uuid, a.remote_sha1)
+                self.summary.adopted += a.op is Op.ADOPT
+            elif a.op is Op.FORGET:
+                self.state.forget(target.folder_id, a.path)
+        self.progress.add(len(transfers), sum(a.local.size for a in transfers if a.local))
+        send, receive = anyio.create_memory_object_stream[Action](max_buffer_size=self.workers)
+        async with anyio.create_task_group() as tg:
+            for n in range(self.workers):
+                tg.start_soon(self._worker, target, receive.clone(), name=f"syncd worker {n}")
+            receive.close()
+            async with send:
+                for a in transfers:
+                    await send.send(a)
+        deletes = [a for a in actions if a.op is Op.DELETE]
+        if deletes:
+            await self._delete(target, deletes)
+        self.state.flush()
+
+    async def _worker(
+        self, target: FolderTarget, jobs: anyio.abc.ObjectReceiveStream[Action]
+    ) -> None:
+        async with jobs:
+            async for action in jobs:
+                await self._transfer(target, action)
+                if self.state.pending >= _FLUSH_EVERY:
+                    self.state.flush()
+
+    async def _transfer(self, target: FolderTarget, action: Action) -> None:
+        assert action.local is not None
+        local = action.local
+        t0 = time.monotonic()
+        for _ in range(_CHANGE_RETRIES):
+            try:
+                uploaded, sha1 = await self._upload(target, local, action.uuid)
+            except FileChanged:
+                fresh = _restat(target.root, local)
+                if fresh is None:
+                    return self._vanished(local)
+                local = fresh
+                continue
+            except FileNotFoundError:
+                return self._vanished(local)
+            except UnsafePath as exc:
+                self.summary.skipped.append(Skip(local.path, str(exc)))
+                return None
+            except OSError as exc:
+                return self._failed(target, action, f"cannot read the file: {exc.strerror}")
+            except AuthError:
+                raise
+            except DamError as exc:
+                return self._failed(target, action, str(exc))
+            self._record(target, local, sha1, uploaded.uuid, uploaded.remote_sha1 or sha1)
+            if uploaded.adopted:
+                self.summary.adopted += 1
+            elif action.op is Op.REPLACE:
+                self.summary.updated += 1
+            else:
+                self.summary.uploaded += 1
+            if not uploaded.adopted:
+                self.summary.bytes += local.size
+            self.progress.advance(1, local.size)
+            log.debug(
+                "job_done",
+                op=action.op.value,
+                path=local.path,
+                bytes=local.size,
+                uuid=uploaded.uuid,
+                adopted=uploaded.adopted,
+                ms=round((time.monotonic() - t0) * 1000, 1),
+            )
+            return None
+        return self._failed(target, action, "the file kept changing while it was read")
+
+    async def _upload(
+        self, target: FolderTarget, local: LocalFile, old_uuid: str | None
+    ) -> tuple[Uploaded, str]:
+        folder, name = remote_location(target.remote, local.path)
+        source = FileSource(target.root, local)
+        stream = local.size > target.stream_threshold
+
+        def body() -> Body:
+            return source.read_all() if source.small() else source.stream()
+
+        async def look_first() -> Uploaded | None:
+            # The last attempt's outcome is unknown: it may have been committed. Look
+            # before uploading again, so a retry never creates a second asset.
+            sha1 = await source.ensure_sha1()
+            async for r in self.dam.list_files(folder, recursive=False, q=name):
+                if r.path.rpartition("/")[2] == name and r.sha1 == sha1 and r.uuid != old_uuid:
+                    log.info("upload_adopted_after_retry", path=local.path, uuid=r.uuid)
+                    return Uploaded(uuid=r.uuid, name=r.name, remote_sha1=r.sha1)
+            return None
+
+        try:
+            uploaded = await self.dam.upload(
+                folder, name, body, stream=stream, before_retry=look_first
+            )
+        except NameConflict:
+            if old_uuid is None:
+                raise
+            uploaded = await self._replace_refused(folder, name, body, stream, old_uuid)
+        except TransientDamError:
+            if source.error is not None:
+                raise source.error from None
+            raise
+        if source.error is not None:
+            raise source.error
+        sha1 = await source.ensure_sha1()
+        if old_uuid is not None and uploaded.uuid != old_uuid:
+            # Override gives a new uuid and removes the old asset itself; with a
+            # random-suffix naming rule the old asset is still there. Either way it must
+            # go only now that the new content is committed.
+            await self.dam.delete(old_uuid)
+        return uploaded, sha1
+
+    async def _replace_refused(
+        self, folder: str, name: str, body: Callable[[], Body], stream: bool, old_uuid: str
+    ) -> Uploaded:
+        """Replace under a "refuse same name" policy: upload aside, delete, rename."""
+        stem, dot, ext = name.rpartition(".")
+        temp = f"{stem or ext}.syncd-{secrets.token_hex(4)}{dot}{ext if stem else ''}"
+        uploaded = await self.dam.upload(folder, temp, body, stream=stream)
+        await self.dam.delete(old_uuid)
+        await self.dam.rename(uploaded.uuid, name)
+        return Uploaded(uuid=uploaded.uuid, name=name, remote_sha1=uploaded.remote_sha1)
+
+    async def _delete(self, target: FolderTarget, deletes: Sequence[Action]) -> None:
+        by_uuid = {a.uuid: a for a in deletes if a.uuid is not None}
+        failed: set[str] = set()
+        try:
+            await self.dam.delete_many(list(by_uuid))
+        except AuthError:
+            raise
+        except DamError as exc:
+            # Find the culprit one by one rather than failing the whole batch.
+            log.warning("bulk_delete_failed", error=str(exc), files=len(by_uuid))
+            for uuid, action in by_uuid.items():
+                try:
+                    await self.dam.delete(uuid)
+                except AuthError:
+                    raise
+                except DamError as one:
+                    self._failed(target, action, str(one))
+                    failed.add(uuid)
+        for uuid, action in by_uuid.items():
+            if uuid not in failed:
+                self.state.forget(target.folder_id, action.path)
+                self.summary.deleted += 1
+                log.debug("job_done", op="delete", path=action.path, uuid=uuid)
+
+    def _record(
+        self, target: FolderTarget, local: LocalFile, sha1: str, uuid: str, remote_sha1: str | None
+    ) -> None:
+        self.state.record(
+            target.folder_id,
+            Known(local.path, local.size, local.mtime_ns, local.inode, sha1, uuid, remote_sha1),
+        )
+
+    def _vanished(self, local: LocalFile) -> None:
+        # Deleted between scan and upload: not an error; the next run deletes it remotely
+        # if it had been synced before.
+        log.info("file_vanished", path=local.path)
+        self.progress.advance(1, 0)
+
+    def _failed(self, target: FolderTarget, action: Action, reason: str) -> None:
+        self.summary.failed.append(Skip(action.path, reason))
+        self.state.park(target.folder_id, action.path, action.op.value, reason)
+        self.progress.advance(1, 0)
+        log.warning("job_failed", op=action.op.value, path=action.path, error=reason)
+
+
+def _restat(root: Path, local: LocalFile) -> LocalFile | None:
+    """The file's current stat, or None once it is gone."""
+    try:
+        st = (root / local.path).stat()
+    except FileNotFoundError:
+        return None
+    return LocalFile(local.path, st.st_size, st.st_mtime_ns, st.st_ino)

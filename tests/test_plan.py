@@ -1,0 +1,223 @@
+"""Table-driven tests of the pure sync decisions in syncd.plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncd.model import Action, Known, LocalFile, Op, RemoteFile
+from syncd.plan import DeletePolicy, group_remote, needs_hash, plan
+
+
+def lf(path: str, size: int = 10, mtime: int = 1, inode: int = 1, sha1: str | None = None):
+    return LocalFile(path, size, mtime, inode, sha1)
+
+
+def kn(path: str, uuid: str, size: int = 10, mtime: int = 1, inode: int = 1, sha1: str = "aa"):
+    return Known(path, size, mtime, inode, sha1, uuid, sha1)
+
+
+def rf(path: str, uuid: str, sha1: str | None = "aa", size: int | None = 10):
+    return RemoteFile(uuid, path, path.rpartition("/")[2], "/r", sha1, size)
+
+
+def ops(actions: list[Action]) -> set[tuple[str, str]]:
+    return {(a.op.value, a.path) for a in actions}
+
+
+DEFAULT = DeletePolicy()
+
+INCREMENTAL = [
+    pytest.param({"a": lf("a")}, {}, {("upload", "a")}, id="new file uploads"),
+    pytest.param({"a": lf("a")}, {"a": kn("a", "u1")}, set(), id="unchanged stat is skipped"),
+    pytest.param(
+        {"a": lf("a", mtime=2, sha1="aa")},
+        {"a": kn("a", "u1")},
+        {("refresh", "a")},
+        id="touched, same content: state only",
+    ),
+    pytest.param(
+        {"a": lf("a", mtime=2, sha1="bb")},
+        {"a": kn("a", "u1")},
+        {("update", "a")},
+        id="same size, new content: replace",
+    ),
+    pytest.param(
+        {"a": lf("a", size=11, mtime=2)},
+        {"a": kn("a", "u1")},
+        {("update", "a")},
+        id="new size: replace without hashing",
+    ),
+    pytest.param(
+        {"b": lf("b")},
+        {"a": kn("a", "u1"), "b": kn("b", "u2")},
+        {("delete", "a")},
+        id="gone locally: delete by uuid",
+    ),
+]
+
+
+@pytest.mark.parametrize(("local", "known", "expected"), INCREMENTAL)
+def test_incremental(local, known, expected):
+    assert ops(plan(local, known, None, DEFAULT).actions) == expected
+
+
+FULL = [
+    pytest.param({"a": lf("a")}, {}, [], {("upload", "a")}, id="empty DAM uploads"),
+    pytest.param(
+        {"a": lf("a", sha1="aa")},
+        {},
+        [rf("a", "r1")],
+        {("adopt", "a")},
+        id="DAM already holds identical content: adopt",
+    ),
+    pytest.param(
+        {"a": lf("a", sha1="bb")},
+        {},
+        [rf("a", "r1")],
+        {("update", "a")},
+        id="DAM holds other content at the path: replace",
+    ),
+    pytest.param(
+        {"a": lf("a")},
+        {"a": kn("a", "u1")},
+        [rf("a", "u1")],
+        set(),
+        id="in sync: nothing",
+    ),
+    pytest.param(
+        {"a": lf("a")},
+        {"a": kn("a", "u1")},
+        [],
+        {("upload", "a")},
+        id="deleted on the DAM: upload again",
+    ),
+    pytest.param(
+        {"a": lf("a")},
+        {"a": kn("a", "u1")},
+        [rf("a", "u1", sha1="zz")],
+        {("update", "a")},
+        id="changed on the DAM: local wins",
+    ),
+    pytest.param(
+        {},
+        {"a": kn("a", "u1")},
+        [],
+        {("forget", "a")},
+        id="gone on both sides: forget",
+    ),
+    pytest.param(
+        {"a": lf("a")},
+        {"a": kn("a", "u1")},
+        [rf("a", "u1"), rf("x", "r9")],
+        set(),
+        id="unknown remote file is kept by default",
+    ),
+    pytest.param(
+        {"a": lf("a", sha1="aa")},
+        {"a": kn("a", "u1")},
+        [rf("a", "u1"), rf("a", "u2")],
+        set(),
+        id="unknown duplicate at the same path is kept without delete_unknown",
+    ),
+]
+
+
+@pytest.mark.parametrize(("local", "known", "remote", "expected"), FULL)
+def test_full(local, known, remote, expected):
+    result = plan(local, known, group_remote(remote), DEFAULT)
+    assert ops(result.actions) == expected
+
+
+def test_unknown_remote_files_are_counted_not_deleted():
+    remote = group_remote([rf("a", "u1"), rf("a", "u2"), rf("x", "r9")])
+    result = plan({"a": lf("a")}, {"a": kn("a", "u1")}, remote, DEFAULT)
+    assert result.actions == []
+    assert result.unknown_kept == 2
+
+
+def test_adopt_carries_uuid_and_remote_sha1():
+    (action,) = plan({"a": lf("a", sha1="aa")}, {}, group_remote([rf("a", "r1")]), DEFAULT).actions
+    assert action == Action(Op.ADOPT, "a", lf("a", sha1="aa"), "r1", "aa")
+
+
+def test_delete_unknown_deletes_remote_only_files():
+    policy = DeletePolicy(delete_unknown=True)
+    result = plan({"a": lf("a")}, {}, group_remote([rf("x", "r9")]), policy)
+    assert ops(result.actions) == {("upload", "a"), ("delete", "x")}
+
+
+def test_own_duplicate_is_removed():
+    known = {"a": kn("a", "u1")}
+    remote = group_remote([rf("a", "u1"), rf("b", "u2")])
+    known["b"] = kn("b", "u2")
+    result = plan({"a": lf("a")}, known, remote, DEFAULT)
+    assert ops(result.actions) == {("delete", "b")}
+
+
+@pytest.mark.parametrize(
+    ("synced", "deleting", "refused"),
+    [
+        (100, 10, False),  # 10%: not more than 10%
+        (100, 11, False),  # 11% but only 11 files: not more than 25
+        (100, 26, True),  # 26% and 26 files
+        (1000, 26, False),  # 26 files but 2.6%
+        (300, 31, True),  # 10.3% and 31 files
+    ],
+)
+def test_delete_threshold(synced, deleting, refused):
+    known = {f"f{i}": kn(f"f{i}", f"u{i}") for i in range(synced)}
+    local = {f"f{i}": lf(f"f{i}") for i in range(deleting, synced)}
+    result = plan(local, known, None, DEFAULT)
+    assert (result.refused is not None) is refused
+    assert result.count(Op.DELETE) == (0 if refused else deleting)
+    if refused:
+        assert "--force-delete" in (result.refused or "")
+        assert result.withheld_deletes == deleting
+
+
+def test_force_delete_overrides_threshold():
+    known = {f"f{i}": kn(f"f{i}", f"u{i}") for i in range(100)}
+    result = plan({}, known, None, DeletePolicy(force=True), root_problem=None)
+    # An empty root is refused even with --force-delete: it looks like an unmount.
+    assert result.count(Op.DELETE) == 0
+    assert "empty" in (result.refused or "")
+    local = {"f0": lf("f0")}
+    result = plan(local, known, None, DeletePolicy(force=True))
+    assert result.count(Op.DELETE) == 99
+    assert result.refused is None
+
+
+def test_root_problem_blocks_every_delete():
+    known = {"a": kn("a", "u1"), "b": kn("b", "u2")}
+    result = plan({"a": lf("a")}, known, None, DEFAULT, root_problem="not mounted")
+    assert result.count(Op.DELETE) == 0
+    assert "not mounted" in (result.refused or "")
+
+
+def test_protected_paths_are_never_deleted():
+    known = {"d/x": kn("d/x", "u1"), "d/y": kn("d/y", "u2"), "e": kn("e", "u3"), "k": kn("k", "u4")}
+    result = plan({"k": lf("k")}, known, None, DEFAULT, protected=["d", "e"])
+    assert result.count(Op.DELETE) == 0
+    assert result.refused is None
+
+
+@pytest.mark.parametrize(
+    ("local", "known", "remote", "expected"),
+    [
+        pytest.param({"a": lf("a")}, {}, None, [], id="new file: hashed while uploading"),
+        pytest.param(
+            {"a": lf("a", mtime=2)}, {"a": kn("a", "u")}, None, ["a"], id="touched same size"
+        ),
+        pytest.param(
+            {"a": lf("a", size=3)}, {"a": kn("a", "u")}, None, [], id="size changed: no need"
+        ),
+        pytest.param({"a": lf("a")}, {}, [rf("a", "r")], ["a"], id="DAM has same path+size"),
+        pytest.param({"a": lf("a")}, {}, [rf("a", "r", size=99)], [], id="DAM size differs"),
+        pytest.param(
+            {"a": lf("a")}, {"a": kn("a", "r")}, [rf("a", "r")], [], id="in sync by state"
+        ),
+    ],
+)
+def test_needs_hash(local, known, remote, expected):
+    grouped = None if remote is None else group_remote(remote)
+    assert needs_hash(local, known, grouped) == expected

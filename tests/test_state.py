@@ -1,0 +1,110 @@
+"""Tests of syncd.state on real SQLite files under tmp_path."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from syncd.errors import StateError
+from syncd.model import Known
+from syncd.state import FolderBookmark, State
+
+
+def k(path: str, uuid: str = "u1") -> Known:
+    return Known(path, 10, 123, 7, "aa", uuid, "bb")
+
+
+def test_round_trip_and_wal(tmp_path):
+    db = tmp_path / "sub" / "state.db"
+    with State.open(db) as st:
+        fid = st.ensure_folder("/srv/a", "/a")
+        assert st.ensure_folder("/srv/a", "/a") == fid
+        st.record(fid, k("x/1.jpg"))
+        st.record(fid, k("2.jpg", "u2"))
+        assert st.pending == 2
+        st.flush()
+        assert st.pending == 0
+    mode = sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    with State.open(db) as st:
+        fid2 = st.folder_id("/srv/a", "/a")
+        assert fid2 == fid
+        assert st.known(fid2) == {"x/1.jpg": k("x/1.jpg"), "2.jpg": k("2.jpg", "u2")}
+        assert st.folder_id("/srv/a", "/other") is None
+        assert st.known(None) == {}
+
+
+def test_close_flushes_pending_rows(tmp_path):
+    db = tmp_path / "state.db"
+    st = State.open(db)
+    fid = st.ensure_folder("/l", "/r")
+    st.record(fid, k("a"))
+    st.close()
+    with State.open(db) as again:
+        assert list(again.known(fid)) == ["a"]
+
+
+def test_forget_and_replace(tmp_path):
+    with State.open(tmp_path / "s.db") as st:
+        fid = st.ensure_folder("/l", "/r")
+        st.record(fid, k("a"))
+        st.record(fid, k("b"))
+        st.flush()
+        st.forget(fid, "a")
+        st.record(fid, k("b", "u9"))
+        st.flush()
+        assert st.known(fid) == {"b": k("b", "u9")}
+
+
+def test_bookmark(tmp_path):
+    with State.open(tmp_path / "s.db") as st:
+        fid = st.ensure_folder("/l", "/r")
+        assert st.bookmark(fid) == FolderBookmark(None, None, None)
+        st.set_bookmark(fid, "2026-11-26T10:00:00Z", 42)
+        b = st.bookmark(fid)
+        assert (b.listed_at, b.remote_count) == ("2026-11-26T10:00:00Z", 42)
+        assert b.last_sync is not None
+
+
+def test_parked_files_clear_when_synced(tmp_path):
+    with State.open(tmp_path / "s.db") as st:
+        fid = st.ensure_folder("/l", "/r")
+        st.park(fid, "a", "upload", "HTTP 500")
+        st.park(fid, "a", "upload", "HTTP 502")
+        st.park(fid, "b", "delete", "HTTP 400")
+        parked = st.parked(fid)
+        assert [(p.path, p.attempts, p.error) for p in parked] == [
+            ("a", 2, "HTTP 502"),
+            ("b", 1, "HTTP 400"),
+        ]
+        st.record(fid, k("a"))
+        st.flush()
+        assert [p.path for p in st.parked(fid)] == ["b"]
+        st.unpark(fid, "b")
+        assert st.parked(fid) == []
+
+
+def test_readonly_missing_database_is_not_created(tmp_path):
+    db = tmp_path / "none" / "state.db"
+    with State.open(db, readonly=True) as st:
+        assert st.folder_id("/l", "/r") is None
+        assert st.known(None) == {}
+    assert not db.exists()
+    assert not db.parent.exists()
+
+
+def test_readonly_existing_database_reads(tmp_path):
+    db = tmp_path / "state.db"
+    with State.open(db) as st:
+        fid = st.ensure_folder("/l", "/r")
+        st.record(fid, k("a"))
+    with State.open(db, readonly=True) as st:
+        assert list(st.known(st.folder_id("/l", "/r"))) == ["a"]
+
+
+def test_unusable_path_is_a_state_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StateError, match="cannot open the state database"):
+        State.open(blocker / "state.db")
