@@ -87,6 +87,11 @@ class DamClient:
             timeout=self._timeout,
             trust_env=True,  # honour HTTPS_PROXY / NO_PROXY
         )
+        # aiohttp silently resends PUT/DELETE/GET once when a kept-alive connection drops.
+        # A resent streaming upload can create a second asset, and every retry must go
+        # through the pacer (which looks before re-uploading), so switch that off.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self
 
     async def __aexit__(

@@ -36,6 +36,7 @@ class Summary:
     deleted: int = 0
     adopted: int = 0
     unchanged: int = 0
+    hashed: int = 0
     bytes: int = 0
     skipped: list[Skip] = field(default_factory=list)
     failed: list[Skip] = field(default_factory=list)
@@ -61,6 +62,7 @@ class Summary:
             "deleted": self.deleted,
             "adopted": self.adopted,
             "unchanged": self.unchanged,
+            "hashed": self.hashed,
             "skipped": len(self.skipped),
             "failed": len(self.failed),
             "bytes": self.bytes,

@@ -106,7 +106,9 @@ async def _reconcile_folder(
 
     remote = await _remote_index(dam, folder, known, state, folder_id, options.verify)
     local = dict(scanned.files)
-    unreadable = await _hash(root, local, needs_hash(local, known, remote), config.dam.workers)
+    to_hash = needs_hash(local, known, remote)
+    summary.hashed += len(to_hash)
+    unreadable = await _hash(root, local, to_hash, config.dam.workers)
     for skip in unreadable:
         del local[skip.path]
     summary.failed.extend(unreadable)

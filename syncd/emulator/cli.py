@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--slow-ms", type=float, default=0.0, metavar="MS", help="delay per API request"
     )
     faults.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="refuse larger uploads with 413 (0: no limit)",
+    )
+    faults.add_argument(
         "--error-body-rate",
         type=float,
         default=0.0,
@@ -107,6 +114,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "reset_before_commit_rate": args.reset_before_commit_rate,
         "reset_after_commit_rate": args.reset_after_commit_rate,
         "slow_ms": args.slow_ms,
+        "max_upload_bytes": args.max_upload_bytes,
         "error_body_rate": args.error_body_rate,
         "seed": args.seed,
     }

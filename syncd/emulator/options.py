@@ -54,6 +54,9 @@ class Options:
         reset_before_commit_rate: chance an upload's connection drops before it is stored.
         reset_after_commit_rate: chance an upload's connection drops after it is stored.
         slow_ms: delay added to every API request.
+        max_upload_bytes: uploads larger than this are refused with 413
+            `ERR_FILE_TOO_LARGE` (the real POST limit is undocumented, dam-api.md §12.1);
+            0 means no limit.
         error_body_rate: chance of an HTTP 200 whose body says `"status":"error"`.
         seed: seed of the emulator's random generator; None seeds from the OS.
     """
@@ -70,6 +73,7 @@ class Options:
     reset_before_commit_rate: float = 0.0
     reset_after_commit_rate: float = 0.0
     slow_ms: float = 0.0
+    max_upload_bytes: int = 0
     error_body_rate: float = 0.0
     seed: int | None = None
 
@@ -112,6 +116,10 @@ def _check(key: str, value: Any) -> Any:
     if key == "seed":
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"seed must be an integer or null, got {value!r}")
+        return value
+    if key == "max_upload_bytes":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"max_upload_bytes must be an integer >= 0, got {value!r}")
         return value
     if key == "same_asset_status":
         if isinstance(value, bool) or not isinstance(value, int) or not 200 <= value <= 599:

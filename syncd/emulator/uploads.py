@@ -135,7 +135,15 @@ async def _commit(request: web.Request, folder: str, staged: list[_Staged]) -> w
     try:
         if emu.faults.reset_before_commit():
             raise DropConnection("reset_before_commit")
+        limit = emu.options.max_upload_bytes
         for item in staged:
+            if limit and item.size > limit:
+                raise EmulatorError(
+                    413,
+                    "ERR_FILE_TOO_LARGE",
+                    f"{item.name} is {item.size} bytes; the limit is {limit}",
+                    "upload a smaller file",
+                )
             content, item.content = item.content, None
             try:
                 stored.append(

@@ -1,0 +1,124 @@
+"""Shared fixtures: a real emulator on loopback, config files on tmp_path, and a runner
+for the real `syncd` command in a subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from syncd.emulator import Emulator, serve
+
+KEY = "test-key-5f2b9c0e7d"
+TOKEN = "proj"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    async with serve(token=TOKEN, key=KEY, seed=1) as emu:
+        yield emu
+
+
+def toml_value(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, bool) else str(value).lower()
+
+
+def write_config(
+    path: Path,
+    emu: Emulator,
+    folders: list[dict[str, Any]],
+    *,
+    state: Path | None = None,
+    dam: dict[str, Any] | None = None,
+    sync: dict[str, Any] | None = None,
+) -> Path:
+    """Write a syncd config pointing at the emulator."""
+    lines = ["[dam]", f'token = "{TOKEN}"', f'base_url = "{emu.url}"']
+    lines += [f"{k} = {toml_value(v)}" for k, v in (dam or {}).items()]
+    lines += ["", "[state]", f"path = {toml_value(str(state or path.parent / 'state.db'))}"]
+    if sync:
+        lines += ["", "[sync]"] + [f"{k} = {toml_value(v)}" for k, v in sync.items()]
+    for folder in folders:
+        lines += ["", "[[folders]]"] + [f"{k} = {toml_value(v)}" for k, v in folder.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@dataclass
+class Run:
+    """The outcome of one `syncd` process."""
+
+    code: int
+    stdout: str
+    stderr: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def event(self, name: str) -> dict[str, Any]:
+        found = [e for e in self.events if e.get("event") == name]
+        assert found, f"no {name!r} event in:\n{self.stderr}"
+        return found[-1]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.event("sync_summary")
+
+
+async def run_syncd(*args: str | Path, env: dict[str, str] | None = None) -> Run:
+    """Run the real `syncd` command (`python -m syncd`) and parse its JSON log lines."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    full_env["SYNCD_API_KEY"] = KEY
+    full_env.update(env or {})
+    with anyio.fail_after(90):
+        proc = await anyio.run_process(
+            [sys.executable, "-m", "syncd", *map(str, args)], env=full_env, check=False
+        )
+    stderr = proc.stderr.decode("utf-8", "replace")
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return Run(proc.returncode, proc.stdout.decode("utf-8", "replace"), stderr, events)
+
+
+def local_tree(root: Path) -> dict[str, str]:
+    """Every regular file under `root` as relative path → sha1."""
+    out = {}
+    for dirpath, _, names in os.walk(root):
+        for name in names:
+            p = Path(dirpath, name)
+            if p.is_file() and not p.is_symlink():
+                out[p.relative_to(root).as_posix()] = hashlib.sha1(p.read_bytes()).hexdigest()
+    return out
+
+
+def dam_tree(emu: Emulator, remote: str) -> dict[str, str]:
+    """Every asset below `remote` as relative original path → sha1; fails on duplicates."""
+    prefix = remote.rstrip("/") + "/"
+    out: dict[str, str] = {}
+    for rec in emu.files():
+        if rec.original_path.startswith(prefix):
+            rel = rec.original_path[len(prefix) :]
+            assert rel not in out, f"duplicate asset for {rel}"
+            out[rel] = rec.sha1
+    return out
+
+
+def write(path: Path, data: bytes | str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    path.write_bytes(data)
+    return path
+
+
+Writer = Callable[[Path, bytes | str], Path]
