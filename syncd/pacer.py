@@ -120,7 +120,9 @@ class Pacer:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._in_flight = 0
-        self._changed = anyio.Event()
+        # Created only when a request has to wait: building an anyio.Event per request
+        # would cost more than the bookkeeping it guards.
+        self._changed: anyio.Event | None = None
         self._pause_until = 0.0
         self._next_start = 0.0
         self._limited_streak = 0
@@ -141,6 +143,8 @@ class Pacer:
                 await self._sleep(self._pause_until - now)
                 continue
             if self._in_flight >= self.aimd.allowed:
+                if self._changed is None:
+                    self._changed = anyio.Event()
                 await self._changed.wait()
                 continue
             if self._interval:
@@ -251,5 +255,6 @@ class Pacer:
             )
 
     def _wake(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,27 +77,22 @@ class Executor:
             elif a.op is Op.FORGET:
                 self.state.forget(target.folder_id, a.path)
         self.progress.add(len(transfers), sum(a.local.size for a in transfers if a.local))
-        send, receive = anyio.create_memory_object_stream[Action](max_buffer_size=self.workers)
+        # The workers share one iterator: the whole batch is known up front, so there is
+        # nothing for a channel to buffer.
+        jobs = iter(transfers)
         async with anyio.create_task_group() as tg:
-            for n in range(self.workers):
-                tg.start_soon(self._worker, target, receive.clone(), name=f"syncd worker {n}")
-            receive.close()
-            async with send:
-                for a in transfers:
-                    await send.send(a)
+            for n in range(min(self.workers, len(transfers))):
+                tg.start_soon(self._worker, target, jobs, name=f"syncd worker {n}")
         deletes = [a for a in actions if a.op is Op.DELETE]
         if deletes:
             await self._delete(target, deletes)
         self.state.flush()
 
-    async def _worker(
-        self, target: FolderTarget, jobs: anyio.abc.ObjectReceiveStream[Action]
-    ) -> None:
-        async with jobs:
-            async for action in jobs:
-                await self._transfer(target, action)
-                if self.state.pending >= _FLUSH_EVERY:
-                    self.state.flush()
+    async def _worker(self, target: FolderTarget, jobs: Iterator[Action]) -> None:
+        for action in jobs:
+            await self._transfer(target, action)
+            if self.state.pending >= _FLUSH_EVERY:
+                self.state.flush()
 
     async def _transfer(self, target: FolderTarget, action: Action) -> None:
         assert action.local is not None

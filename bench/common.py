@@ -1,0 +1,112 @@
+"""Shared benchmark plumbing: an emulator in its own process, measured child processes
+(wall time, CPU seconds and peak RSS of that one child, via os.wait4), and file trees."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+KEY = "bench-key"
+TOKEN = "bench"
+
+
+@dataclass
+class Measured:
+    """One child process: wall seconds, CPU seconds, peak RSS in MiB, exit code."""
+
+    wall: float
+    cpu: float
+    rss_mib: float
+    code: int
+    stderr: str
+
+
+def measure(cmd: list[str], env: dict[str, str] | None = None) -> Measured:
+    """Run `cmd` and measure that process alone."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(
+        wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, err
+    )
+
+
+class Emulator:
+    """The bundled emulator in a separate process (so its CPU is not counted)."""
+
+    def __init__(self, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "syncd.emulator",
+                "--port",
+                "0",
+                "--token",
+                TOKEN,
+                "--key",
+                KEY,
+                "--no-content",
+                *extra,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"emulator did not start: {line!r}")
+        self.url = line.split()[3]
+
+    def control(self, path: str, body: dict[str, object] | None = None) -> object:
+        """Call a `/_emulator/` control endpoint."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"{self.url}/_emulator/{path}",
+            data=data,
+            method="POST" if data or path in ("reset", "revoke") else "GET",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def close(self) -> None:
+        """Stop the emulator."""
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def make_tree(root: Path, files: int, size: int, folders: int) -> None:
+    """`files` files of exactly `size` random bytes, spread over `folders` folders."""
+    per = max(1, files // folders)
+    for i in range(files):
+        d = root / f"folder-{i // per:04d}"
+        if i % per == 0:
+            d.mkdir(parents=True, exist_ok=True)
+        (d / f"asset-{i:07d}.jpg").write_bytes(os.urandom(size))
+
+
+def write_config(path: Path, url: str, root: Path, state: Path, workers: int) -> Path:
+    """A syncd config for one folder against the emulator."""
+    path.write_text(
+        f'[dam]\ntoken = "{TOKEN}"\nbase_url = "{url}"\nworkers = {workers}\n\n'
+        f'[state]\npath = "{state}"\n\n[[folders]]\nlocal = "{root}"\nremote = "/bench"\n'
+    )
+    return path
+
+
+def syncd_env() -> dict[str, str]:
+    """The environment for a syncd child: the key, JSON logs."""
+    return {**os.environ, "SYNCD_API_KEY": KEY}

@@ -1,0 +1,115 @@
+"""Benchmark of `syncd --initial-sync` against the bundled emulator (its own process).
+
+Prints, from one run on one machine:
+- syncd's files/s and a ceiling client's files/s (a bare aiohttp POST loop with the same
+  concurrency over the same files), their ratio, and the CPU seconds each spent;
+- the wall time of a no-op re-run, beside a bare Python stat walk of the same tree;
+- syncd's peak RSS.
+
+Usage: python bench/initial_sync.py [--files 10000] [--size 4096] [--folders 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import KEY, TOKEN, Emulator, make_tree, measure, syncd_env, write_config
+
+
+def stat_walk(root: Path) -> int:
+    """The floor of any re-run: walk and stat every file, nothing else."""
+    n = 0
+    stack = [str(root)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                else:
+                    e.stat(follow_symlinks=False)
+                    n += 1
+    return n
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--files", type=int, default=10_000)
+    p.add_argument("--size", type=int, default=4096)
+    p.add_argument("--folders", type=int, default=100)
+    p.add_argument("--workers", type=int, default=8)
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+        work = Path(tmp)
+        root = work / "tree"
+        t0 = time.perf_counter()
+        make_tree(root, args.files, args.size, args.folders)
+        print(
+            f"tree: {args.files} files of {args.size} B in {args.folders} folders"
+            f" (built in {time.perf_counter() - t0:.1f} s)"
+        )
+        emu = Emulator()
+        try:
+            ceiling = measure(
+                [
+                    sys.executable,
+                    str(Path(__file__).parent / "ceiling_client.py"),
+                    emu.url,
+                    TOKEN,
+                    KEY,
+                    str(root),
+                    str(args.workers),
+                ]
+            )
+            assert ceiling.code == 0, ceiling.stderr
+            emu.control("reset")
+
+            cfg = write_config(work / "c.toml", emu.url, root, work / "state.db", args.workers)
+            cmd = [sys.executable, "-m", "syncd", "--config", str(cfg), "--initial-sync"]
+            first = measure(cmd, syncd_env())
+            assert first.code == 0, first.stderr[-2000:]
+            noop = measure(cmd, syncd_env())
+            assert noop.code == 0, noop.stderr[-2000:]
+            stats = emu.control("stats")
+        finally:
+            emu.close()
+        t0 = time.perf_counter()
+        walked = stat_walk(root)
+        walk_s = time.perf_counter() - t0
+        assert walked == args.files
+
+    n = args.files
+    sync_rate, ceil_rate = n / first.wall, n / ceiling.wall
+    print(
+        f"ceiling client : {ceil_rate:8.0f} files/s  {ceiling.wall:6.2f} s wall"
+        f"  {ceiling.cpu:6.2f} s CPU  ({ceiling.cpu / n * 1e3:.3f} ms CPU/file)"
+    )
+    print(
+        f"syncd          : {sync_rate:8.0f} files/s  {first.wall:6.2f} s wall"
+        f"  {first.cpu:6.2f} s CPU  ({first.cpu / n * 1e3:.3f} ms CPU/file)"
+    )
+    print(
+        f"ratio          : {sync_rate / ceil_rate:.2f} of the ceiling's files/s (target >= 0.90);"
+        f" CPU per file {first.cpu / ceiling.cpu:.2f}x the ceiling's (target <= 1.5x)"
+    )
+    print(
+        f"no-op re-run   : {noop.wall:.3f} s wall, {noop.cpu:.3f} s CPU"
+        f" (bare stat walk of the tree: {walk_s:.3f} s; target <= 1.0 s at 100,000 files)"
+    )
+    print(
+        f"peak RSS       : {first.rss_mib:.0f} MiB initial sync, {noop.rss_mib:.0f} MiB no-op"
+        f" (target <= 100 MB at 100,000 files)"
+    )
+    print(f"emulator       : {stats}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

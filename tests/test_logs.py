@@ -1,0 +1,178 @@
+"""Tests of syncd.logs: JSON lines and console output, stdlib records routed through the same
+chain, and masking of registered secrets everywhere."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from syncd import logs
+from syncd.logs import configure, redact
+
+SECRET = "s3cr3t-KEY-9f8e7d"
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+@pytest.fixture(autouse=True)
+def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Leave structlog, the stdlib root logger and the secret list as they were."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    others = {name: logging.getLogger(name).level for name in ("watchfiles", "aiohttp.access")}
+    monkeypatch.setattr(logs, "_secrets", set())
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, lvl in others.items():
+        logging.getLogger(name).setLevel(lvl)
+
+
+def lines_of(out: io.StringIO) -> list[dict[str, Any]]:
+    text = out.getvalue()
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_json_lines():
+    out = io.StringIO()
+    assert configure(fmt="json", stream=out) is False
+    log = structlog.get_logger("syncd.test")
+    log.info("upload_done", path="a b.jpg", bytes=12)
+    log.warning("rate_limited", wait_s=1.5)
+    first, second = lines_of(out)
+    assert first["event"] == "upload_done"
+    assert first["level"] == "info"
+    assert first["path"] == "a b.jpg"
+    assert first["bytes"] == 12
+    assert ISO_UTC.fullmatch(first["timestamp"])
+    assert second["event"] == "rate_limited"
+    assert second["level"] == "warning"
+    assert second["wait_s"] == 1.5
+
+
+def test_json_merges_context_variables():
+    out = io.StringIO()
+    configure(fmt="json", stream=out)
+    structlog.contextvars.bind_contextvars(folder="/srv/a")
+    structlog.get_logger().info("remote_unchanged")
+    assert lines_of(out)[0]["folder"] == "/srv/a"
+
+
+def test_level_filters_structlog_and_stdlib():
+    out = io.StringIO()
+    configure("warning", fmt="json", stream=out)
+    structlog.get_logger().info("quiet")
+    logging.getLogger("aiohttp.client").info("quiet too")
+    structlog.get_logger().error("loud")
+    assert [e["event"] for e in lines_of(out)] == ["loud"]
+    assert logging.getLogger("watchfiles").level == logging.WARNING
+
+
+def test_auto_picks_json_when_not_a_terminal():
+    out = io.StringIO()
+    assert configure(fmt="auto", stream=out) is False
+    structlog.get_logger().info("hello")
+    assert lines_of(out)[0]["event"] == "hello"
+
+
+def test_stdlib_records_become_json_lines():
+    out = io.StringIO()
+    configure(fmt="json", stream=out)
+    logging.getLogger("aiohttp.client").warning("connection to %s lost", "dam")
+    (line,) = lines_of(out)
+    assert line["event"] == "connection to dam lost"
+    assert line["level"] == "warning"
+    assert line["logger"] == "aiohttp.client"
+    assert ISO_UTC.fullmatch(line["timestamp"])
+    assert "_record" not in line
+    assert "_from_structlog" not in line
+
+
+def test_redact_masks_values_nested_values_and_stdlib_records():
+    out = io.StringIO()
+    configure(fmt="json", stream=out)
+    redact(SECRET)
+    redact("")  # an empty secret would mask everything; it is ignored
+    log = structlog.get_logger()
+    log.info(
+        f"key is {SECRET}",
+        header=f"X-Filerobot-Key: {SECRET}",
+        nested={"a": [SECRET, {"b": f"x{SECRET}y"}], "n": 3},
+        pair=("ok", SECRET),
+    )
+    logging.getLogger("aiohttp.client").warning("request with key %s failed", SECRET)
+    text = out.getvalue()
+    assert SECRET not in text
+    event, record = lines_of(out)
+    assert event["event"] == "key is ***"
+    assert event["header"] == "X-Filerobot-Key: ***"
+    assert event["nested"] == {"a": ["***", {"b": "x***y"}], "n": 3}
+    assert event["pair"] == ["ok", "***"]
+    assert record["event"] == "request with key *** failed"
+
+
+def test_redact_masks_exceptions_in_json():
+    out = io.StringIO()
+    configure(fmt="json", stream=out)
+    redact(SECRET)
+    try:
+        raise RuntimeError(f"bad key {SECRET}")
+    except RuntimeError:
+        structlog.get_logger().exception("boom")
+    text = out.getvalue()
+    assert "RuntimeError" in text
+    assert SECRET not in text
+
+
+def test_console_format():
+    out = io.StringIO()
+    assert configure(fmt="console", stream=out) is True
+    structlog.get_logger().info("upload_done", path="a.jpg")
+    logging.getLogger("aiohttp.client").warning("stdlib says %s", "hi")
+    text = out.getvalue()
+    first, second = text.splitlines()
+    assert not first.startswith("{")
+    assert "upload_done" in first
+    assert "path=a.jpg" in first
+    assert "info" in first
+    assert "stdlib says hi" in second
+    assert "\x1b[" not in text  # no colours when the stream is not a terminal
+
+
+def test_console_redacts_values():
+    out = io.StringIO()
+    configure(fmt="console", stream=out)
+    redact(SECRET)
+    structlog.get_logger().info("using", key=SECRET, url=f"https://x/?k={SECRET}")
+    logging.getLogger("aiohttp.client").warning("key %s", SECRET)
+    text = out.getvalue()
+    assert SECRET not in text
+    assert "***" in text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the console chain renders exc_info after redaction (no format_exc_info before"
+    " _redact_processor), so a secret in an exception message or traceback is printed",
+)
+def test_console_redacts_exceptions():
+    out = io.StringIO()
+    configure(fmt="console", stream=out)
+    redact(SECRET)
+    try:
+        raise RuntimeError(f"bad key {SECRET}")
+    except RuntimeError:
+        structlog.get_logger().exception("boom")
+        logging.getLogger("aiohttp.client").exception("stdlib boom")
+    text = out.getvalue()
+    assert "RuntimeError" in text
+    assert SECRET not in text
