@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from syncd.model import Action, Known, LocalFile, Op, RemoteFile
 
-__all__ = ["DeletePolicy", "FolderPlan", "group_remote", "needs_hash", "plan"]
+__all__ = ["DeletePolicy", "FolderPlan", "group_remote", "needs_hash", "plan", "stat_changes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,33 @@ class FolderPlan:
     def count(self, op: Op) -> int:
         """How many actions of one kind."""
         return sum(1 for a in self.actions if a.op is op)
+
+
+def stat_changes(
+    local: Mapping[str, LocalFile], stats: Iterable[tuple[str, int, int, int]]
+) -> tuple[list[str], list[str], int]:
+    """Compare the scan with the state's `(path, size, mtime_ns, inode)` rows.
+
+    Returns the local paths whose stat differs or that are new, the state's paths that
+    are gone locally, and how many files the state knows. A re-run with nothing changed
+    is decided here alone, without building a `Known` per file: everything else then only
+    looks at the paths this returns.
+    """
+    unseen = dict.fromkeys(local)
+    changed: list[str] = []
+    gone: list[str] = []
+    synced = 0
+    for path, size, mtime_ns, inode in stats:
+        synced += 1
+        f = local.get(path)
+        if f is None:
+            gone.append(path)
+            continue
+        del unseen[path]
+        if f.mtime_ns != mtime_ns or f.size != size or f.inode != inode:
+            changed.append(path)
+    changed.extend(unseen)
+    return changed, gone, synced
 
 
 def group_remote(remote: Iterable[RemoteFile]) -> dict[str, list[RemoteFile]]:
@@ -111,6 +138,8 @@ def plan(
     *,
     root_problem: str | None = None,
     protected: Iterable[str] = (),
+    synced: int | None = None,
+    local_total: int | None = None,
 ) -> FolderPlan:
     """Decide the actions that make the DAM mirror `local`.
 
@@ -123,7 +152,11 @@ def plan(
             delete is planned then.
         protected: paths (files or whole directories) that exist locally but could not
             be read or are excluded now; nothing at or below them is deleted.
+        synced, local_total: the folder's synced and local file counts when `known` and
+            `local` hold only the changed paths (see `stat_changes`); default: their sizes.
     """
+    synced = len(known) if synced is None else synced
+    local_total = len(local) if local_total is None else local_total
     result = FolderPlan()
     actions = result.actions
     deletes: list[Action] = []
@@ -136,16 +169,16 @@ def plan(
     if guard:
         deletes[:] = [d for d in deletes if d.path not in guard]
         actions[:] = [a for a in actions if not (a.op is Op.FORGET and a.path in guard)]
-    if not local and known and root_problem is None:
+    if not local_total and synced and root_problem is None:
         root_problem = (
-            f"the folder is empty but syncd synced {len(known)} files from it (unmounted or wiped?)"
+            f"the folder is empty but syncd synced {synced} files from it (unmounted or wiped?)"
         )
     if deletes:
         if root_problem is not None:
             result.refused = f"{root_problem}; no file was deleted on the DAM"
-        elif not policy.force and _over_threshold(len(deletes), len(known), policy):
+        elif not policy.force and _over_threshold(len(deletes), synced, policy):
             result.refused = (
-                f"refusing to delete {len(deletes)} of {len(known)} synced files"
+                f"refusing to delete {len(deletes)} of {synced} synced files"
                 f" (limit: more than {policy.max_delete_percent:g}% and more than"
                 f" {policy.max_delete_count} files); check the folder, then re-run with"
                 " --force-delete to allow it"

@@ -133,7 +133,7 @@ class TtyProgress:
             file=stream,
             dynamic_ncols=True,
             mininterval=0.2,
-            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} files {postfix} [{elapsed}<{remaining}]",
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} files{postfix} [{elapsed}<{remaining}]",
         )
         self._bytes_total = 0
         self._bytes_done = 0

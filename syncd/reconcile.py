@@ -12,7 +12,7 @@ listed in full.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,11 +24,11 @@ import structlog
 from syncd.config import Config, FolderConfig
 from syncd.dam import DamClient
 from syncd.filters import SyncdFilter
-from syncd.model import Known, LocalFile, Op, RemoteFile, Skip
+from syncd.model import LocalFile, Op, RemoteFile, Skip
 from syncd.pacer import Pacer
-from syncd.plan import DeletePolicy, FolderPlan, group_remote, needs_hash, plan
+from syncd.plan import DeletePolicy, FolderPlan, group_remote, needs_hash, plan, stat_changes
 from syncd.progress import Progress, Summary, human_bytes
-from syncd.scan import FileChanged, UnsafePath, root_status, scan
+from syncd.scan import FileChanged, ScanResult, UnsafePath, root_status, scan
 from syncd.source import hash_file
 from syncd.state import FolderBookmark, State
 from syncd.workers import Executor, FolderTarget
@@ -37,9 +37,10 @@ __all__ = ["RunOptions", "initial_sync"]
 
 log = structlog.get_logger("syncd.reconcile")
 
-# Changes are asked for from a little before the last run ended: the DAM's Date header
-# has one-second resolution and its clock may be a moment behind its commits.
-_LISTING_MARGIN = timedelta(seconds=2)
+# Changes are asked for from a second before the last run ended: the DAM's Date header
+# has one-second resolution, and the node that answered may be a moment behind the one
+# that committed. Files syncd itself uploaded in that second come back and match.
+_LISTING_MARGIN = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,21 +92,37 @@ async def _reconcile_folder(
     root = folder.local
     structlog.contextvars.bind_contextvars(folder=folder.name)
     folder_id = state.folder_id(str(root), folder.remote)
-    known = state.known(folder_id)
     problem = root_status(root)
     if problem is not None:
         summary.refused.append(f"{folder.name}: {problem}; nothing was synced or deleted")
-        log.error("folder_unusable", problem=problem, known=len(known))
+        log.error("folder_unusable", problem=problem)
         return
 
     filt = SyncdFilter(root, folder.exclude)
-    scanned = await anyio.to_thread.run_sync(scan, root, filt)
+    # The walk runs in a thread while the DAM is asked what changed on its side.
+    walked: list[ScanResult] = []
+
+    async def walk() -> None:
+        walked.append(await anyio.to_thread.run_sync(scan, root, filt))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(walk)
+        remote = await _remote_index(dam, folder, state, folder_id, options.verify)
+    scanned = walked[0]
     summary.skipped.extend(scanned.skipped)
     for skip in scanned.skipped:
         log.warning("file_skipped", path=skip.path, reason=skip.reason)
 
-    remote = await _remote_index(dam, folder, known, state, folder_id, options.verify)
-    local = dict(scanned.files)
+    if remote is None:
+        # Trusting the state: only the paths whose stat moved need a closer look.
+        changed, gone, synced = stat_changes(scanned.files, state.stats(folder_id))
+        local = {p: scanned.files[p] for p in changed}
+        known = state.known_for(folder_id, [*changed, *gone])
+    else:
+        local = dict(scanned.files)
+        known = state.known(folder_id)
+        gone = [p for p in known if p not in local]
+        synced = len(known)
     to_hash = needs_hash(local, known, remote)
     summary.hashed += len(to_hash)
     unreadable = await _hash(root, local, to_hash, config.dam.workers)
@@ -113,7 +130,6 @@ async def _reconcile_folder(
         del local[skip.path]
     summary.failed.extend(unreadable)
 
-    gone = (p for p in known if p not in local)
     protected = [s.path for s in scanned.skipped] + [s.path for s in unreadable]
     protected += [p for p in gone if filt.ignored(p, False)]
     policy = DeletePolicy(
@@ -122,10 +138,18 @@ async def _reconcile_folder(
         max_delete_count=folder.max_delete_count,
         force=options.force_delete,
     )
-    decided = plan(local, known, remote, policy, protected=protected)
+    decided = plan(
+        local,
+        known,
+        remote,
+        policy,
+        protected=protected,
+        synced=synced,
+        local_total=len(scanned.files),
+    )
     summary.unknown_kept += decided.unknown_kept
     touched = {a.path for a in decided.actions if a.local is not None}
-    summary.unchanged += len(local) - len(touched)
+    summary.unchanged += len(scanned.files) - len(unreadable) - len(touched)
     if decided.refused:
         summary.refused.append(f"{folder.name}: {decided.refused}")
         log.error("deletes_refused", reason=decided.refused, withheld=decided.withheld_deletes)
@@ -153,7 +177,6 @@ async def _reconcile_folder(
 async def _remote_index(
     dam: DamClient,
     folder: FolderConfig,
-    known: Mapping[str, Known],
     state: State,
     folder_id: int | None,
     verify: bool,
@@ -172,7 +195,9 @@ async def _remote_index(
         else:
             assert bookmark.listed_at is not None
             since = _minus(bookmark.listed_at, _LISTING_MARGIN)
-            async for r in dam.list_files(folder.remote, updated_after=since):
+            changes = [r async for r in dam.list_files(folder.remote, updated_after=since)]
+            known = state.known_for(folder_id, (r.path for r in changes))
+            for r in changes:
                 k = known.get(r.path)
                 if k is None or k.uuid != r.uuid or r.sha1 not in (k.remote_sha1, k.sha1):
                     reason = f"{r.path} changed on the DAM"

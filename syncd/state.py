@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -185,6 +185,33 @@ class State:
             (folder_id,),
         )
         return {row[0]: Known(*row) for row in rows}
+
+    def stats(self, folder_id: int | None) -> Iterator[tuple[str, int, int, int]]:
+        """`(path, size, mtime_ns, inode)` of every synced file of a folder, streamed from
+        the database: all a re-run needs to find what changed, without holding a second
+        copy of the tree in memory."""
+        if folder_id is None:
+            return iter(())
+        return self._conn.execute(
+            "SELECT path, size, mtime_ns, inode FROM files WHERE folder_id = ?", (folder_id,)
+        )
+
+    def known_for(self, folder_id: int | None, paths: Iterable[str]) -> dict[str, Known]:
+        """The state rows of the given paths that exist."""
+        if folder_id is None:
+            return {}
+        wanted = list(paths)
+        out: dict[str, Known] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                "SELECT path, size, mtime_ns, inode, sha1, uuid, remote_sha1 FROM files"
+                f" WHERE folder_id = ? AND path IN ({marks})",
+                (folder_id, *chunk),
+            )
+            out.update((row[0], Known(*row)) for row in rows)
+        return out
 
     def record(self, folder_id: int, known: Known) -> None:
         """Buffer a synced file's row; `flush()` writes it."""

@@ -283,9 +283,7 @@ async def test_list_files_q(dam):
     ]
 
 
-@pytest.mark.parametrize(
-    "option", ["size_as_int", "folder_trailing_slash", None], ids=str
-)
+@pytest.mark.parametrize("option", ["size_as_int", "folder_trailing_slash", None], ids=str)
 async def test_list_files_accepts_every_shape(emulator, dam, option):
     if option:
         emulator.configure({option: True})
@@ -394,6 +392,17 @@ async def test_unreachable_dam_is_a_transient_error(pacer):
             assert dam.requests == FAST.max_attempts
 
 
+async def test_a_dam_slower_than_the_timeout_is_a_transient_error(emulator, pacer):
+    emulator.configure({"slow_ms": 150})
+    with anyio.fail_after(10):
+        async with DamClient(emulator.url, TOKEN, KEY, pacer, timeout_s=0.03) as dam:
+            with pytest.raises(TransientDamError, match="TimeoutError"):
+                await dam.count("/")
+            with pytest.raises(TransientDamError):
+                await dam.upload("/t", "x.txt", lambda: b"x", stream=True)
+    assert requests(emulator, "GET") == FAST.max_attempts
+
+
 @pytest.mark.parametrize("style", ["seconds", "date"])
 async def test_rate_limit_is_honoured(emulator, dam, style):
     emulator.configure({"rate_limit": 1, "retry_after_style": style})
@@ -456,9 +465,7 @@ async def test_before_retry_can_settle_an_upload_of_unknown_outcome(emulator, da
         return Uploaded(uuid=rec.uuid, name=rec.name, remote_sha1=rec.sha1)
 
     with anyio.fail_after(10):
-        up = await dam.upload(
-            "/r", "x.txt", lambda: b"x", stream=False, before_retry=look_first
-        )
+        up = await dam.upload("/r", "x.txt", lambda: b"x", stream=False, before_retry=look_first)
     assert looked == [1]
     assert up == Uploaded(uuid=emulator.files()[0].uuid, name="x.txt", remote_sha1=sha1(b"x"))
     assert requests(emulator, "POST") == 1  # found, so not sent again

@@ -103,8 +103,9 @@ def test_redact_masks_values_nested_values_and_stdlib_records():
     redact(SECRET)
     redact("")  # an empty secret would mask everything; it is ignored
     log = structlog.get_logger()
+    message = f"key is {SECRET}"
     log.info(
-        f"key is {SECRET}",
+        message,
         header=f"X-Filerobot-Key: {SECRET}",
         nested={"a": [SECRET, {"b": f"x{SECRET}y"}], "n": 3},
         pair=("ok", SECRET),
@@ -128,9 +129,14 @@ def test_redact_masks_exceptions_in_json():
         raise RuntimeError(f"bad key {SECRET}")
     except RuntimeError:
         structlog.get_logger().exception("boom")
+        logging.getLogger("aiohttp.client").exception("stdlib boom")
     text = out.getvalue()
-    assert "RuntimeError" in text
     assert SECRET not in text
+    event, record = lines_of(out)
+    assert event["exception"][0]["exc_type"] == "RuntimeError"
+    assert event["exception"][0]["exc_value"] == "bad key ***"
+    assert record["event"] == "stdlib boom"
+    assert record["exception"][0]["exc_value"] == "bad key ***"
 
 
 def test_console_format():

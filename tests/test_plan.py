@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from syncd.model import Action, Known, LocalFile, Op, RemoteFile
-from syncd.plan import DeletePolicy, group_remote, needs_hash, plan
+from syncd.plan import DeletePolicy, group_remote, needs_hash, plan, stat_changes
 
 
 def lf(path: str, size: int = 10, mtime: int = 1, inode: int = 1, sha1: str | None = None):
@@ -221,3 +221,34 @@ def test_protected_paths_are_never_deleted():
 def test_needs_hash(local, known, remote, expected):
     grouped = None if remote is None else group_remote(remote)
     assert needs_hash(local, known, grouped) == expected
+
+
+def test_stat_changes_finds_changed_new_and_gone():
+    local = {
+        "same": lf("same", 10, 1, 1),
+        "touched": lf("touched", 10, 2, 1),
+        "resized": lf("resized", 11, 1, 1),
+        "replaced": lf("replaced", 10, 1, 9),
+        "new": lf("new"),
+    }
+    rows = [
+        ("same", 10, 1, 1),
+        ("touched", 10, 1, 1),
+        ("resized", 10, 1, 1),
+        ("replaced", 10, 1, 1),
+        ("gone", 10, 1, 1),
+    ]
+    changed, gone, synced = stat_changes(local, iter(rows))
+    assert sorted(changed) == ["new", "replaced", "resized", "touched"]
+    assert gone == ["gone"]
+    assert synced == 5
+
+
+def test_partial_inputs_use_the_folder_totals():
+    # Only the changed paths are passed; the totals still drive the delete safety.
+    known = {f"g{i}": kn(f"g{i}", f"u{i}") for i in range(30)}
+    result = plan({}, known, None, DEFAULT, synced=40, local_total=10)
+    assert result.refused is not None
+    assert "30 of 40" in result.refused
+    result = plan({}, known, None, DEFAULT, synced=1000, local_total=970)
+    assert result.count(Op.DELETE) == 30

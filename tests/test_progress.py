@@ -87,8 +87,10 @@ def test_summary_render_lists_everything():
     assert lines[0].endswith("/s)")  # the byte rate
     assert lines[1:] == [
         "already on the DAM: 4 matched by content, 5 unchanged",
-        "kept 7 DAM files syncd did not upload (set delete_unknown = true on the folder to"
-        " delete them)",
+        (
+            "kept 7 DAM files syncd did not upload (set delete_unknown = true on the folder to"
+            " delete them)"
+        ),
         "skipped s.tmp: not a regular file (fifo)",
         "FAILED  f.jpg: cannot read the file: Permission denied",
         "REFUSED /srv/a: refusing to delete 30 of 40 synced files",

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
+from typing import cast
 
 import anyio
 import pytest
@@ -25,6 +27,11 @@ def sha1(data: bytes) -> str:
 def stat_of(root: Path, rel: str) -> LocalFile:
     st = (root / rel).stat()
     return LocalFile(rel, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def stream_of(source: FileSource) -> AsyncGenerator[bytes, None]:
+    """The body generator, typed so it can be closed explicitly."""
+    return cast(AsyncGenerator[bytes, None], source.stream())
 
 
 async def collect(source: FileSource) -> list[bytes]:
@@ -87,13 +94,13 @@ async def test_stream_stops_before_the_last_chunk_when_the_file_grows(tmp_path):
     source = FileSource(tmp_path, stat_of(tmp_path, "grow.bin"))
     sent: list[bytes] = []
     with anyio.fail_after(10):
-        async with aclosing(source.stream()) as gen:
+        async with aclosing(stream_of(source)) as gen:
             sent.append(await gen.__anext__())
             with path.open("ab") as f:  # a writer appends while the upload is running
                 f.write(b"more bytes" * 100)
+            sent.append(await gen.__anext__())  # read before the append
             with pytest.raises(FileChanged):
-                async for chunk in gen:
-                    sent.append(chunk)
+                await gen.__anext__()
     # The final chunk never left, so the DAM cannot commit a torn file.
     assert sum(map(len, sent)) < len(data)
     assert isinstance(source.error, FileChanged)
@@ -106,7 +113,7 @@ async def test_stream_stops_when_the_file_is_touched_while_read(tmp_path):
     local = stat_of(tmp_path, "t.bin")
     source = FileSource(tmp_path, local)
     with anyio.fail_after(10):
-        async with aclosing(source.stream()) as gen:
+        async with aclosing(stream_of(source)) as gen:
             await gen.__anext__()
             os.utime(path, ns=(local.mtime_ns + 10**9, local.mtime_ns + 10**9))
             with pytest.raises(FileChanged):
@@ -119,12 +126,11 @@ async def test_stream_stops_when_the_file_shrinks(tmp_path):
     path = write(tmp_path / "s.bin", data)
     source = FileSource(tmp_path, stat_of(tmp_path, "s.bin"))
     with anyio.fail_after(10):
-        async with aclosing(source.stream()) as gen:
+        async with aclosing(stream_of(source)) as gen:
             await gen.__anext__()
             os.truncate(path, CHUNK + 5)
             with pytest.raises(FileChanged):
-                async for _ in gen:
-                    pass
+                await gen.__anext__()
 
 
 async def test_stream_of_a_file_changed_since_the_scan_fails_at_once(tmp_path):
