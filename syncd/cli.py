@@ -20,7 +20,7 @@ import structlog
 from syncd import __version__
 from syncd.apikey import key_file_warning, read_api_key
 from syncd.config import Config, default_config_path, load_config
-from syncd.errors import AuthError, ConfigError, StateError
+from syncd.errors import AuthError, ConfigError, DamError, StateError
 from syncd.logs import configure, redact
 from syncd.progress import LogProgress, NullProgress, Progress, Summary, TtyProgress
 from syncd.reconcile import RunOptions, initial_sync
@@ -138,7 +138,7 @@ def run_initial_sync(config: Config, key: str, options: RunOptions, *, console: 
             f"syncd: {exc}. Check the API key and its permissions (see README, 'API key').",
             EXIT_NOPERM,
         )
-    except StateError as exc:
+    except (StateError, DamError) as exc:
         return _fail(f"syncd: {exc}", EXIT_FAILED)
     except KeyboardInterrupt:
         return _fail("syncd: interrupted; the next run continues where this one stopped", 130)

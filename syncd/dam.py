@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 import yarl
 
-from syncd.errors import NotFound, TransientDamError
+from syncd.errors import AuthError, NotFound, TransientDamError
 from syncd.model import RemoteFile
 from syncd.pacer import Pacer
 from syncd.wire import SAME_CONTENT_CODES, Uploaded, classify, iso, remote_file, uploaded
@@ -234,10 +234,19 @@ class DamClient:
     # reads
 
     async def check_access(self) -> None:
-        """One cheap request that fails with `AuthError` when the key is missing or rejected."""
-        await self._call(
-            "GET", "/files", what="check the API key", params={"folder": "/", "limit": 1}
-        )
+        """One cheap request that fails with `AuthError` when the key is missing or
+        rejected, or when the DAM does not know the project token."""
+        try:
+            await self._call(
+                "GET", "/files", what="check the API key", params={"folder": "/", "limit": 1}
+            )
+        except NotFound as exc:
+            raise AuthError(
+                f"the DAM does not know the project token in {self._prefix}"
+                " (HTTP 404); check dam.token and dam.base_url in the config",
+                status=exc.status,
+                code=exc.code,
+            ) from None
 
     async def count(self, folder: str) -> int | None:
         """The recursive file count of a DAM folder (0 when it does not exist), or None

@@ -67,7 +67,9 @@ def configure(
     renderer: Any
     if console:
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
-        tail: list[Any] = [_redact_processor]
+        # Exceptions are rendered to text before redaction, so a secret in an exception
+        # message is masked like any other value.
+        tail: list[Any] = [structlog.processors.format_exc_info, _redact_processor]
     else:
         renderer = structlog.processors.JSONRenderer()
         tail = [structlog.processors.dict_tracebacks, _redact_processor]

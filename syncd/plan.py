@@ -12,7 +12,7 @@ Two modes:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from syncd.model import Action, Known, LocalFile, Op, RemoteFile
@@ -140,6 +140,7 @@ def plan(
     protected: Iterable[str] = (),
     synced: int | None = None,
     local_total: int | None = None,
+    still_used: Collection[str] = (),
 ) -> FolderPlan:
     """Decide the actions that make the DAM mirror `local`.
 
@@ -154,6 +155,9 @@ def plan(
             be read or are excluded now; nothing at or below them is deleted.
         synced, local_total: the folder's synced and local file counts when `known` and
             `local` hold only the changed paths (see `stat_changes`); default: their sizes.
+        still_used: uuids that local files which are staying still map to (two identical
+            files can share one asset when the project refuses duplicate content); such
+            an asset is never deleted, only the gone path's state row is dropped.
     """
     synced = len(known) if synced is None else synced
     local_total = len(local) if local_total is None else local_total
@@ -165,6 +169,10 @@ def plan(
     else:
         _plan_full(local, known, remote, policy, result, deletes)
 
+    if still_used:
+        shared = [d for d in deletes if d.uuid in still_used]
+        deletes[:] = [d for d in deletes if d.uuid not in still_used]
+        actions.extend(Action(Op.FORGET, d.path, uuid=d.uuid) for d in shared if d.path in known)
     guard = _Protected(protected)
     if guard:
         deletes[:] = [d for d in deletes if d.path not in guard]

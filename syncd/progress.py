@@ -20,10 +20,13 @@ log = structlog.get_logger("syncd.progress")
 
 def human_bytes(n: float) -> str:
     """`1536` → `1.5 KiB`."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if abs(n) < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
         n /= 1024
+        # Compare after rounding, so 1 MiB - 1 byte shows as "1.0 MiB", not "1024.0 KiB".
+        if abs(round(n, 1)) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"
     raise AssertionError("unreachable")
 
 

@@ -12,7 +12,8 @@ listed in full.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,12 +24,13 @@ import structlog
 
 from syncd.config import Config, FolderConfig
 from syncd.dam import DamClient
+from syncd.errors import AuthError, DamError
 from syncd.filters import SyncdFilter
-from syncd.model import LocalFile, Op, RemoteFile, Skip
+from syncd.model import Known, LocalFile, Op, RemoteFile, Skip
 from syncd.pacer import Pacer
 from syncd.plan import DeletePolicy, FolderPlan, group_remote, needs_hash, plan, stat_changes
 from syncd.progress import Progress, Summary, human_bytes
-from syncd.scan import FileChanged, ScanResult, UnsafePath, root_status, scan
+from syncd.scan import FileChanged, ScanError, ScanResult, UnsafePath, root_status, scan
 from syncd.source import hash_file
 from syncd.state import FolderBookmark, State
 from syncd.workers import Executor, FolderTarget
@@ -72,7 +74,10 @@ async def initial_sync(
             await dam.check_access()
             executor = Executor(dam, state, summary, progress, workers=config.dam.workers)
             for folder in config.folders:
-                await _reconcile_folder(folder, config, dam, state, executor, options, summary, out)
+                with structlog.contextvars.bound_contextvars(folder=folder.name):
+                    await _reconcile_folder(
+                        folder, config, dam, state, executor, options, summary, out
+                    )
     finally:
         progress.close()
         state.close()
@@ -90,8 +95,8 @@ async def _reconcile_folder(
     out: TextIO,
 ) -> None:
     root = folder.local
-    structlog.contextvars.bind_contextvars(folder=folder.name)
     folder_id = state.folder_id(str(root), folder.remote)
+    bookmark = state.bookmark(folder_id)
     problem = root_status(root)
     if problem is not None:
         summary.refused.append(f"{folder.name}: {problem}; nothing was synced or deleted")
@@ -100,15 +105,34 @@ async def _reconcile_folder(
 
     filt = SyncdFilter(root, folder.exclude)
     # The walk runs in a thread while the DAM is asked what changed on its side.
-    walked: list[ScanResult] = []
+    walked: list[ScanResult | ScanError] = []
+    remote: dict[str, list[RemoteFile]] | None = None
+    failed: list[DamError] = []
 
     async def walk() -> None:
-        walked.append(await anyio.to_thread.run_sync(scan, root, filt))
+        try:
+            walked.append(await anyio.to_thread.run_sync(scan, root, filt))
+        except ScanError as exc:
+            walked.append(exc)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(walk)
-        remote = await _remote_index(dam, folder, state, folder_id, options.verify)
+        try:
+            remote = await _remote_index(dam, folder, state, folder_id, bookmark, options.verify)
+        except DamError as exc:
+            failed.append(exc)
+            tg.cancel_scope.cancel()
+    if failed:
+        if isinstance(failed[0], AuthError):
+            raise failed[0]  # outside the task group, so callers see it unwrapped
+        summary.failed.append(Skip(folder.name, f"could not list the DAM folder: {failed[0]}"))
+        log.error("folder_failed", error=str(failed[0]))
+        return
     scanned = walked[0]
+    if isinstance(scanned, ScanError):
+        summary.refused.append(f"{folder.name}: {scanned}; nothing was synced or deleted")
+        log.error("folder_unusable", problem=str(scanned))
+        return
     summary.skipped.extend(scanned.skipped)
     for skip in scanned.skipped:
         log.warning("file_skipped", path=skip.path, reason=skip.reason)
@@ -131,7 +155,7 @@ async def _reconcile_folder(
     summary.failed.extend(unreadable)
 
     protected = [s.path for s in scanned.skipped] + [s.path for s in unreadable]
-    protected += [p for p in gone if filt.ignored(p, False)]
+    protected += [p for p in gone if filt.path_ignored(p, False)]
     policy = DeletePolicy(
         delete_unknown=folder.delete_unknown,
         max_delete_percent=folder.max_delete_percent,
@@ -146,6 +170,7 @@ async def _reconcile_folder(
         protected=protected,
         synced=synced,
         local_total=len(scanned.files),
+        still_used=_still_used(state, folder_id, known, gone, local, remote),
     )
     summary.unknown_kept += decided.unknown_kept
     touched = {a.path for a in decided.actions if a.local is not None}
@@ -167,11 +192,35 @@ async def _reconcile_folder(
     await executor.run(target, decided.actions)
     if len(summary.failed) == failed_before and not unreadable:
         listed_at = dam.server_time_iso()
-        state.set_bookmark(target.folder_id, listed_at, await dam.count(folder.remote))
+        state.set_bookmark(
+            target.folder_id,
+            listed_at,
+            await dam.count(folder.remote),
+            unknown_kept=decided.unknown_kept if remote is not None else bookmark.unknown_kept,
+        )
     else:
         # Some outcomes are unknown: the next run lists the DAM in full and adopts
         # whatever did land, instead of trusting the count.
         state.set_bookmark(target.folder_id, None, None)
+
+
+def _still_used(
+    state: State,
+    folder_id: int | None,
+    known: Mapping[str, Known],
+    gone: list[str],
+    local: Mapping[str, LocalFile],
+    remote: Mapping[str, list[RemoteFile]] | None,
+) -> set[str]:
+    """The uuids of assets that a deletion would take from files that stay."""
+    if remote is not None:
+        return {k.uuid for p, k in known.items() if p in local}
+    gone_uuids = [known[p].uuid for p in gone if p in known]
+    if not gone_uuids:
+        return set()
+    refs = state.uuid_refs(folder_id, gone_uuids)
+    leaving = Counter(gone_uuids)
+    return {u for u, n in refs.items() if n > leaving[u]}
 
 
 async def _remote_index(
@@ -179,6 +228,7 @@ async def _remote_index(
     folder: FolderConfig,
     state: State,
     folder_id: int | None,
+    bookmark: FolderBookmark,
     verify: bool,
 ) -> dict[str, list[RemoteFile]] | None:
     """The DAM listing when the state cannot be trusted, else None.
@@ -186,8 +236,7 @@ async def _remote_index(
     Returns None after a constant number of requests when the DAM's recursive count
     matches the last run's and every change since then is one syncd made itself.
     """
-    bookmark = state.bookmark(folder_id)
-    reason = _why_full(bookmark, verify, bool(state.parked(folder_id)))
+    reason = _why_full(bookmark, verify, bool(state.parked(folder_id)), folder.delete_unknown)
     if reason is None:
         count = await dam.count(folder.remote)
         if count is None or count != bookmark.remote_count:
@@ -209,9 +258,13 @@ async def _remote_index(
     return group_remote([r async for r in dam.list_files(folder.remote)])
 
 
-def _why_full(bookmark: FolderBookmark, verify: bool, parked: bool) -> str | None:
+def _why_full(
+    bookmark: FolderBookmark, verify: bool, parked: bool, delete_unknown: bool
+) -> str | None:
     if verify:
         return "--verify"
+    if delete_unknown and bookmark.unknown_kept:
+        return f"delete_unknown is on and the last run kept {bookmark.unknown_kept} unknown files"
     if bookmark.listed_at is None or bookmark.remote_count is None:
         return "first run, or the last run did not finish cleanly"
     if parked:

@@ -19,7 +19,7 @@ from typing import BinaryIO
 import anyio
 
 from syncd.model import LocalFile
-from syncd.scan import FileChanged, open_checked
+from syncd.scan import FileChanged, ScanError, open_checked
 
 __all__ = ["CHUNK", "FileSource", "hash_file"]
 
@@ -56,7 +56,7 @@ class FileSource:
         self.sha1: str | None = local.sha1
         # Set when a streamed body stopped because of the file itself; aiohttp may
         # report that as a connection error, so the caller checks here first.
-        self.error: OSError | FileChanged | None = None
+        self.error: OSError | ScanError | None = None
 
     def small(self) -> bool:
         """Whether the whole file is read in one call."""
@@ -75,7 +75,11 @@ class FileSource:
     async def stream(self) -> AsyncIterator[bytes]:
         """The content in chunks, read in a worker thread so the event loop never blocks."""
         h = hashlib.sha1(usedforsecurity=False)
-        f = await anyio.to_thread.run_sync(open_checked, self.root, self.local.path, self.local)
+        try:
+            f = await anyio.to_thread.run_sync(open_checked, self.root, self.local.path, self.local)
+        except (OSError, ScanError) as exc:
+            self.error = exc
+            raise
         try:
             sent = 0
             pending = await anyio.to_thread.run_sync(f.read, CHUNK)
@@ -92,7 +96,7 @@ class FileSource:
                 yield pending
                 pending = chunk
             self.sha1 = h.hexdigest()
-        except (OSError, FileChanged) as exc:
+        except (OSError, ScanError) as exc:
             self.error = exc
             raise
         finally:

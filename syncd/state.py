@@ -25,7 +25,7 @@ from syncd.model import Known
 
 __all__ = ["FolderBookmark", "ParkedFile", "State"]
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS folders (
     remote TEXT NOT NULL,
     listed_at TEXT,
     remote_count INTEGER,
+    unknown_kept INTEGER NOT NULL DEFAULT 0,
     last_sync REAL,
     UNIQUE (local, remote)
 );
@@ -67,12 +68,14 @@ class FolderBookmark:
     """Where the last completed run of a folder left the DAM side.
 
     `listed_at` is the DAM's own clock (from its `Date` header) when the last run ended;
-    `remote_count` the recursive file count the DAM reported then.
+    `remote_count` the recursive file count the DAM reported then; `unknown_kept` how many
+    DAM files syncd did not know and kept (a later `delete_unknown = true` must list them).
     """
 
     listed_at: str | None
     remote_count: int | None
     last_sync: float | None
+    unknown_kept: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +122,9 @@ class State:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA busy_timeout = 5000")
             conn.executescript(_SCHEMA)
+            _migrate(conn)
             conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)",
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
                 (str(_SCHEMA_VERSION),),
             )
         except (sqlite3.Error, OSError) as exc:
@@ -161,16 +165,25 @@ class State:
         if folder_id is None:
             return FolderBookmark(None, None, None)
         row = self._conn.execute(
-            "SELECT listed_at, remote_count, last_sync FROM folders WHERE id = ?", (folder_id,)
+            "SELECT listed_at, remote_count, last_sync, unknown_kept FROM folders WHERE id = ?",
+            (folder_id,),
         ).fetchone()
         return FolderBookmark(*row) if row else FolderBookmark(None, None, None)
 
-    def set_bookmark(self, folder_id: int, listed_at: str | None, remote_count: int | None) -> None:
+    def set_bookmark(
+        self,
+        folder_id: int,
+        listed_at: str | None,
+        remote_count: int | None,
+        *,
+        unknown_kept: int = 0,
+    ) -> None:
         """Remember the DAM's clock and file count at the end of a completed run."""
         self.flush()
         self._execute(
-            "UPDATE folders SET listed_at = ?, remote_count = ?, last_sync = ? WHERE id = ?",
-            (listed_at, remote_count, time.time(), folder_id),
+            "UPDATE folders SET listed_at = ?, remote_count = ?, unknown_kept = ?, last_sync = ?"
+            " WHERE id = ?",
+            (listed_at, remote_count, unknown_kept, time.time(), folder_id),
         )
 
     # files
@@ -211,6 +224,23 @@ class State:
                 (folder_id, *chunk),
             )
             out.update((row[0], Known(*row)) for row in rows)
+        return out
+
+    def uuid_refs(self, folder_id: int | None, uuids: Iterable[str]) -> dict[str, int]:
+        """How many synced paths of a folder map to each of `uuids`."""
+        if folder_id is None:
+            return {}
+        wanted = list(set(uuids))
+        out: dict[str, int] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._conn.execute(
+                f"SELECT uuid, COUNT(*) FROM files WHERE folder_id = ? AND uuid IN ({marks})"
+                " GROUP BY uuid",
+                (folder_id, *chunk),
+            )
+            out.update(rows)
         return out
 
     def record(self, folder_id: int, known: Known) -> None:
@@ -297,6 +327,13 @@ class State:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database written by an older syncd up to the current schema."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(folders)")}
+    if "unknown_kept" not in columns:  # schema 1
+        conn.execute("ALTER TABLE folders ADD COLUMN unknown_kept INTEGER NOT NULL DEFAULT 0")
 
 
 class _Transaction:

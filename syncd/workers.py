@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,17 +80,30 @@ class Executor:
         # The workers share one iterator: the whole batch is known up front, so there is
         # nothing for a channel to buffer.
         jobs = iter(transfers)
+        self._fatal: AuthError | None = None
         async with anyio.create_task_group() as tg:
             for n in range(min(self.workers, len(transfers))):
-                tg.start_soon(self._worker, target, jobs, name=f"syncd worker {n}")
+                tg.start_soon(self._worker, target, jobs, tg.cancel_scope, name=f"syncd worker {n}")
+        if self._fatal is not None:
+            # Raised here rather than from a worker, so callers get the AuthError itself
+            # and not an ExceptionGroup from the task group.
+            raise self._fatal
         deletes = [a for a in actions if a.op is Op.DELETE]
         if deletes:
             await self._delete(target, deletes)
         self.state.flush()
 
-    async def _worker(self, target: FolderTarget, jobs: Iterator[Action]) -> None:
+    async def _worker(
+        self, target: FolderTarget, jobs: Iterator[Action], scope: anyio.CancelScope
+    ) -> None:
         for action in jobs:
-            await self._transfer(target, action)
+            try:
+                await self._transfer(target, action)
+            except AuthError as exc:
+                # The key was rejected: every other worker stops too, at once.
+                self._fatal = exc
+                scope.cancel()
+                return
             if self.state.pending >= _FLUSH_EVERY:
                 self.state.flush()
 
@@ -148,26 +161,22 @@ class Executor:
         stream = local.size > target.stream_threshold
 
         def body() -> Body:
+            if source.error is not None:
+                raise source.error  # the file itself failed last time: no point in resending
             return source.read_all() if source.small() else source.stream()
-
-        async def look_first() -> Uploaded | None:
-            # The last attempt's outcome is unknown: it may have been committed. Look
-            # before uploading again, so a retry never creates a second asset.
-            sha1 = await source.ensure_sha1()
-            async for r in self.dam.list_files(folder, recursive=False, q=name):
-                if r.path.rpartition("/")[2] == name and r.sha1 == sha1 and r.uuid != old_uuid:
-                    log.info("upload_adopted_after_retry", path=local.path, uuid=r.uuid)
-                    return Uploaded(uuid=r.uuid, name=r.name, remote_sha1=r.sha1)
-            return None
 
         try:
             uploaded = await self.dam.upload(
-                folder, name, body, stream=stream, before_retry=look_first
+                folder,
+                name,
+                body,
+                stream=stream,
+                before_retry=self._look_first(source, folder, name),
             )
         except NameConflict:
             if old_uuid is None:
                 raise
-            uploaded = await self._replace_refused(folder, name, body, stream, old_uuid)
+            uploaded = await self._replace_refused(source, folder, name, body, stream, old_uuid)
         except TransientDamError:
             if source.error is not None:
                 raise source.error from None
@@ -182,13 +191,41 @@ class Executor:
             await self.dam.delete(old_uuid)
         return uploaded, sha1
 
+    def _look_first(
+        self, source: FileSource, folder: str, name: str
+    ) -> Callable[[], Awaitable[Uploaded | None]]:
+        """Before re-sending an upload whose outcome is unknown (it may have been
+        committed), look for it in the target folder by name and sha1, so a retry never
+        creates a second asset. Works when the project stores a suffixed name: listings
+        carry the original name."""
+
+        async def look() -> Uploaded | None:
+            if source.error is not None:
+                raise source.error
+            sha1 = await source.ensure_sha1()
+            async for r in self.dam.list_files(folder, recursive=False, q=name):
+                if r.path.rpartition("/")[2] == name and r.sha1 == sha1:
+                    log.info("upload_adopted_after_retry", path=source.local.path, uuid=r.uuid)
+                    return Uploaded(uuid=r.uuid, name=r.name, remote_sha1=r.sha1)
+            return None
+
+        return look
+
     async def _replace_refused(
-        self, folder: str, name: str, body: Callable[[], Body], stream: bool, old_uuid: str
+        self,
+        source: FileSource,
+        folder: str,
+        name: str,
+        body: Callable[[], Body],
+        stream: bool,
+        old_uuid: str,
     ) -> Uploaded:
         """Replace under a "refuse same name" policy: upload aside, delete, rename."""
         stem, dot, ext = name.rpartition(".")
         temp = f"{stem or ext}.syncd-{secrets.token_hex(4)}{dot}{ext if stem else ''}"
-        uploaded = await self.dam.upload(folder, temp, body, stream=stream)
+        uploaded = await self.dam.upload(
+            folder, temp, body, stream=stream, before_retry=self._look_first(source, folder, temp)
+        )
         await self.dam.delete(old_uuid)
         await self.dam.rename(uploaded.uuid, name)
         return Uploaded(uuid=uploaded.uuid, name=name, remote_sha1=uploaded.remote_sha1)

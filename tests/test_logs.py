@@ -165,11 +165,6 @@ def test_console_redacts_values():
     assert "***" in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the console chain renders exc_info after redaction (no format_exc_info before"
-    " _redact_processor), so a secret in an exception message or traceback is printed",
-)
 def test_console_redacts_exceptions():
     out = io.StringIO()
     configure(fmt="console", stream=out)

@@ -34,11 +34,6 @@ def test_human_bytes(n, shown):
     assert human_bytes(n) == shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: human_bytes picks the unit before rounding, so 1 MiB - 1 byte shows as"
-    " '1024.0 KiB' instead of '1.0 MiB'",
-)
 @pytest.mark.parametrize(("n", "shown"), [(1024**2 - 1, "1.0 MiB"), (1024**3 - 1, "1.0 GiB")])
 def test_human_bytes_rounds_up_into_the_next_unit(n, shown):
     assert human_bytes(n) == shown

@@ -81,7 +81,7 @@ def requests_during(emu: Emulator) -> Callable[[], Counter[str]]:
 
 def known(config: Config, root: Path) -> dict[str, str]:
     """The state rows of one folder as path → uuid."""
-    with State.open(config.state.path) as state:
+    with State.open(config.state.path, readonly=True) as state:
         return {p: k.uuid for p, k in state.known(state.folder_id(str(root), REMOTE)).items()}
 
 
@@ -350,12 +350,6 @@ async def test_duplicates_of_a_path_are_deleted_with_delete_unknown(emulator, tm
     assert dam_tree(emulator, REMOTE) == local_tree(root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: turning delete_unknown on does not invalidate the folder's bookmark, so the"
-    " next run trusts count + updated_after, never lists the folder and keeps the unknown"
-    " files the previous summary told the user to delete this way",
-)
 async def test_turning_delete_unknown_on_deletes_the_files_kept_before(emulator, tmp_path, root):
     age(emulator, await put_on_dam(emulator, f"{REMOTE}/sub", "foreign.txt", b"not ours"))
     summary, _ = await sync(config_for(tmp_path, emulator, folder(root)))
@@ -365,12 +359,6 @@ async def test_turning_delete_unknown_on_deletes_the_files_kept_before(emulator,
     assert dam_tree(emulator, REMOTE) == local_tree(root)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: with duplicates refused, an identical second file is recorded under the first"
-    " file's uuid (ERROR_SHA1_CONFLICT adoption); deleting the second file locally then"
-    " deletes the asset the first file still maps to",
-)
 async def test_deleting_a_local_duplicate_keeps_the_asset_of_the_other(emulator, tmp_path):
     emulator.configure({"duplicates": "refuse"})
     root = make_tree(tmp_path / "dups", {"a.txt": b"same bytes", "copy/b.txt": b"same bytes"})
@@ -432,12 +420,6 @@ async def test_files_excluded_later_are_not_deleted(emulator, tmp_path, root):
     assert dam_tree(emulator, REMOTE) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reconcile protects files excluded later with SyncdFilter.ignored(), which does"
-    " not look at parent directories; a file inside an excluded directory that a later"
-    " `!pattern` would re-include (git keeps it ignored, and so does the scan) is deleted",
-)
 async def test_files_in_a_directory_excluded_later_are_not_deleted(emulator, tmp_path, root):
     await sync(config_for(tmp_path, emulator, folder(root)))
     before = dam_tree(emulator, REMOTE)
@@ -565,12 +547,6 @@ async def test_a_revoked_key_stops_the_run(emulator, tmp_path, root):
     assert emulator.files() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a key revoked after check_access reaches initial_sync's caller as an"
-    " ExceptionGroup from the executor's task group, not as AuthError (cli exits 1 with a"
-    " traceback instead of 77)",
-)
 async def test_a_key_revoked_during_the_run_stops_it_with_auth_error(
     emulator, tmp_path, root, monkeypatch
 ):

@@ -141,11 +141,6 @@ async def test_stream_of_a_file_changed_since_the_scan_fails_at_once(tmp_path):
         await collect(FileSource(tmp_path, local))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: FileSource.stream opens the file outside its try block, so a failure to"
-    " open (changed or vanished file) is not recorded in source.error",
-)
 @pytest.mark.parametrize("change", ["rewrite", "delete"])
 async def test_stream_records_a_failure_to_open_in_error(tmp_path, change):
     path = write(tmp_path / "a.bin", os.urandom(CHUNK + 1))
