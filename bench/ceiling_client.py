@@ -16,13 +16,22 @@ from urllib.parse import quote
 import aiohttp
 
 
-async def main(url: str, token: str, key: str, root: str, concurrency: int) -> int:
-    jobs: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+def files(root: str) -> list[tuple[str, str]]:
+    """(DAM folder, local path) of every file under `root`."""
+    out = []
     for dirpath, _, names in os.walk(root):
         rel = os.path.relpath(dirpath, root)
         folder = "/ceiling" if rel == "." else f"/ceiling/{rel}"
-        for name in names:
-            jobs.put_nowait((folder, os.path.join(dirpath, name)))
+        out.extend((folder, os.path.join(dirpath, name)) for name in names)
+    return out
+
+
+async def main(
+    url: str, token: str, key: str, todo: list[tuple[str, str]], concurrency: int
+) -> int:
+    jobs: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+    for job in todo:
+        jobs.put_nowait(job)
     failures = 0
     connector = aiohttp.TCPConnector(limit=concurrency + 2)
     async with aiohttp.ClientSession(
@@ -51,4 +60,4 @@ async def main(url: str, token: str, key: str, root: str, concurrency: int) -> i
 
 if __name__ == "__main__":
     u, t, k, r, c = sys.argv[1:6]
-    raise SystemExit(asyncio.run(main(u, t, k, r, int(c))))
+    raise SystemExit(asyncio.run(main(u, t, k, files(r), int(c))))
