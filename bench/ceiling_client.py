@@ -18,7 +18,7 @@ import aiohttp
 
 def files(root: str) -> list[tuple[str, str]]:
     """(DAM folder, local path) of every file under `root`."""
-    out = []
+    out: list[tuple[str, str]] = []
     for dirpath, _, names in os.walk(root):
         rel = os.path.relpath(dirpath, root)
         folder = "/ceiling" if rel == "." else f"/ceiling/{rel}"
