@@ -141,20 +141,24 @@ def run_initial_sync(config: Config, key: str, options: RunOptions, *, console: 
     except (StateError, DamError) as exc:
         return _fail(f"syncd: {exc}", EXIT_FAILED)
     except KeyboardInterrupt:
-        return _fail("syncd: interrupted; the next run continues where this one stopped", 130)
-    _report(summary, console, sys.stderr)
+        return _fail(
+            "syncd: interrupted; the next run continues where this one stopped", EXIT_INTERRUPTED
+        )
+    _report(summary, console, sys.stderr, dry_run=options.dry_run)
     return EXIT_OK if summary.ok else EXIT_FAILED
 
 
-def _report(summary: Summary, console: bool, out: TextIO) -> None:
+def _report(summary: Summary, console: bool, out: TextIO, *, dry_run: bool) -> None:
     if console:
-        out.write(summary.render() + "\n")
+        text = summary.render(counts=not dry_run)
+        if text:
+            out.write(text + "\n")
         return
     for s in summary.failed:
         log.error("file_failed", path=s.path, reason=s.reason)
     for r in summary.refused:
         log.error("sync_refused", reason=r)
-    log.info("sync_summary", **summary.as_dict())
+    log.info("sync_summary", dry_run=dry_run, **summary.as_dict())
 
 
 def _fail(message: str, code: int) -> int:

@@ -74,19 +74,23 @@ class Summary:
             "unknown_remote_kept": self.unknown_kept,
         }
 
-    def render(self) -> str:
-        """The closing summary for a terminal."""
+    def render(self, *, counts: bool = True) -> str:
+        """The closing summary for a terminal; `counts=False` (a dry run) keeps only
+        the files that were skipped or failed and the refusals."""
         d = self.duration_s
-        lines = [
-            f"uploaded {self.uploaded}, updated {self.updated}, deleted {self.deleted},"
-            f" skipped {len(self.skipped)}, failed {len(self.failed)}"
-            f" · {human_bytes(self.bytes)} in {d:.1f} s"
-            + (f" ({human_bytes(self.bytes / d)}/s)" if d > 0 and self.bytes else ""),
-        ]
-        if self.adopted or self.unchanged:
+        lines: list[str] = []
+        if counts:
             lines.append(
-                f"already on the DAM: {self.adopted} matched by content, {self.unchanged} unchanged"
+                f"uploaded {self.uploaded}, updated {self.updated}, deleted {self.deleted},"
+                f" skipped {len(self.skipped)}, failed {len(self.failed)}"
+                f" · {human_bytes(self.bytes)} in {d:.1f} s"
+                + (f" ({human_bytes(self.bytes / d)}/s)" if d > 0 and self.bytes else "")
             )
+            if self.adopted or self.unchanged:
+                lines.append(
+                    f"already on the DAM: {self.adopted} matched by content,"
+                    f" {self.unchanged} unchanged"
+                )
         if self.unknown_kept:
             lines.append(
                 f"kept {self.unknown_kept} DAM files syncd did not upload"

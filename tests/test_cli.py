@@ -159,6 +159,7 @@ async def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path, emulator):
     assert run.code == 0, run.stderr
     assert run.stdout.count("  upload ") == 5
     assert "plan: 5 uploads, 0 updates, 0 deletes" in run.stdout
+    assert run.summary["dry_run"] is True
     assert emulator.files() == []
     assert not state.exists()
 

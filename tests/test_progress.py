@@ -153,3 +153,14 @@ def test_tty_progress_draws_a_bar():
     text = out.getvalue()
     assert "2/2 files" in text
     assert "2.0 KiB" in text
+
+
+def test_render_without_counts_keeps_only_problems():
+    s = Summary(uploaded=3)
+    assert s.render(counts=False) == ""
+    s.failed.append(Skip("a.jpg", "cannot read the file"))
+    s.refused.append("/srv: refusing to delete 30 of 40")
+    text = s.render(counts=False)
+    assert "uploaded" not in text
+    assert "FAILED  a.jpg: cannot read the file" in text
+    assert "REFUSED /srv: refusing to delete 30 of 40" in text
