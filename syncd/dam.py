@@ -121,6 +121,7 @@ class DamClient:
         self._session: aiohttp.ClientSession | None = None
         self._proxy: str | None = None
         self.server_time: datetime | None = None
+        self.latest_change: datetime | None = None
         self._date_header = ""
         self.requests = 0
 
@@ -224,9 +225,13 @@ class DamClient:
         except (TypeError, ValueError):
             return
 
-    def server_time_iso(self) -> str | None:
-        """The DAM's clock at its last response, as ISO-8601 UTC."""
-        return iso(self.server_time) if self.server_time else None
+    def bookmark(self) -> str | None:
+        """The DAM's clock now, as far as syncd has seen it: the later of its last `Date`
+        header and the newest `modified_at` it reported for an upload. Everything that
+        changes on the DAM after this moment has a later `modified_at`, so the next run
+        asks `updated_after` this and gets only those changes."""
+        seen = [t for t in (self.server_time, self.latest_change) if t is not None]
+        return iso(max(seen)) if seen else None
 
     async def _call(self, method: str, path: str, *, what: str, **kw: Any) -> dict[str, Any]:
         return await self.pacer.call(lambda: self._send(method, path, what=what, **kw), what=what)
@@ -354,7 +359,12 @@ class DamClient:
                     headers=headers,
                     upload=True,
                 )
-            return uploaded(resp, what)
+            result = uploaded(resp, what)
+            if result.modified_at is not None and (
+                self.latest_change is None or result.modified_at > self.latest_change
+            ):
+                self.latest_change = result.modified_at
+            return result
 
         return await self.pacer.call(attempt, what=what, before_retry=before_retry)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -38,11 +37,6 @@ from syncd.workers import Executor, FolderTarget
 __all__ = ["RunOptions", "initial_sync"]
 
 log = structlog.get_logger("syncd.reconcile")
-
-# Changes are asked for from a second before the last run ended: the DAM's Date header
-# has one-second resolution, and the node that answered may be a moment behind the one
-# that committed. Files syncd itself uploaded in that second come back and match.
-_LISTING_MARGIN = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,13 +131,14 @@ async def _reconcile_folder(
     for skip in scanned.skipped:
         log.warning("file_skipped", path=skip.path, reason=skip.reason)
 
+    total = len(scanned.files)  # before unreadable files are taken out below
     if remote is None:
         # Trusting the state: only the paths whose stat moved need a closer look.
         changed, gone, synced = stat_changes(scanned.files, state.stats(folder_id))
         local = {p: scanned.files[p] for p in changed}
         known = state.known_for(folder_id, [*changed, *gone])
     else:
-        local = dict(scanned.files)
+        local = scanned.files
         known = state.known(folder_id)
         gone = [p for p in known if p not in local]
         synced = len(known)
@@ -169,12 +164,12 @@ async def _reconcile_folder(
         policy,
         protected=protected,
         synced=synced,
-        local_total=len(scanned.files),
+        local_total=total,
         still_used=_still_used(state, folder_id, known, gone, local, remote),
     )
     summary.unknown_kept += decided.unknown_kept
-    touched = {a.path for a in decided.actions if a.local is not None}
-    summary.unchanged += len(scanned.files) - len(unreadable) - len(touched)
+    touched = sum(1 for a in decided.actions if a.local is not None)
+    summary.unchanged += total - len(unreadable) - touched
     if decided.refused:
         summary.refused.append(f"{folder.name}: {decided.refused}")
         log.error("deletes_refused", reason=decided.refused, withheld=decided.withheld_deletes)
@@ -191,7 +186,7 @@ async def _reconcile_folder(
     failed_before = len(summary.failed)
     await executor.run(target, decided.actions)
     if len(summary.failed) == failed_before and not unreadable:
-        listed_at = dam.server_time_iso()
+        listed_at = dam.bookmark()
         state.set_bookmark(
             target.folder_id,
             listed_at,
@@ -243,8 +238,9 @@ async def _remote_index(
             reason = f"remote file count {count} differs from {bookmark.remote_count}"
         else:
             assert bookmark.listed_at is not None
-            since = _minus(bookmark.listed_at, _LISTING_MARGIN)
-            changes = [r async for r in dam.list_files(folder.remote, updated_after=since)]
+            changes = [
+                r async for r in dam.list_files(folder.remote, updated_after=bookmark.listed_at)
+            ]
             known = state.known_for(folder_id, (r.path for r in changes))
             for r in changes:
                 k = known.get(r.path)
@@ -270,11 +266,6 @@ def _why_full(
     if parked:
         return "files failed last time"
     return None
-
-
-def _minus(iso: str, delta: timedelta) -> str:
-    when = datetime.fromisoformat(iso) - delta
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def _hash(

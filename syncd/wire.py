@@ -31,6 +31,7 @@ __all__ = [
     "classify",
     "iso",
     "parse_retry_after",
+    "parse_time",
     "remote_file",
     "uploaded",
 ]
@@ -51,6 +52,7 @@ class Uploaded:
     name: str
     remote_sha1: str | None
     adopted: bool = False
+    modified_at: datetime | None = None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -148,7 +150,8 @@ def remote_file(item: Mapping[str, Any], root: str) -> RemoteFile | None:
 
 
 def iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """ISO-8601 UTC with milliseconds, as the DAM writes its own timestamps."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def uploaded(body: Mapping[str, Any], what: str) -> Uploaded:
@@ -168,4 +171,16 @@ def uploaded(body: Mapping[str, Any], what: str) -> Uploaded:
         uuid=str(item["uuid"]),
         name=str(item.get("name", "")),
         remote_sha1=sha1 if isinstance(sha1, str) else None,
+        modified_at=parse_time(item.get("modified_at")),
     )
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp from the DAM (`2026-11-26T10:00:00.123Z`), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

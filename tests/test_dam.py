@@ -8,7 +8,7 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import anyio
 import pytest
@@ -111,15 +111,25 @@ async def test_revoked_key_fails_fast_without_a_retry_storm(emulator, dam):
     assert emulator.files() == []
 
 
-async def test_server_time_is_known_after_a_request(dam):
-    assert dam.server_time_iso() is None
+async def test_bookmark_follows_the_dams_clock(emulator, dam):
+    assert dam.bookmark() is None
     with anyio.fail_after(10):
         await dam.check_access()
-    shown = dam.server_time_iso()
+    shown = dam.bookmark()
     assert shown is not None
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", shown)
-    when = datetime.strptime(shown, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", shown)
+    when = datetime.fromisoformat(shown)
     assert abs(when.timestamp() - time.time()) < 5
+    # After an upload the bookmark is at least the asset's own modified_at (ms precision),
+    # so the next updated_after listing does not return it.
+    with anyio.fail_after(10):
+        up = await dam.upload("/b", "x.jpg", lambda: b"x", stream=False)
+    after = datetime.fromisoformat(dam.bookmark() or "")
+    assert up.modified_at is not None
+    assert after >= up.modified_at
+    with anyio.fail_after(10):
+        since = [r async for r in dam.list_files("/b", updated_after=dam.bookmark())]
+    assert since == []
 
 
 # ---- uploads ------------------------------------------------------------------------------
@@ -130,7 +140,12 @@ async def test_upload_returns_uuid_and_sha1(emulator, dam, stream):
     data = b"hello DAM\n" * 500
     up = await upload(dam, "/a/b", "hello.txt", data, stream=stream)
     (rec,) = emulator.files()
-    assert up == Uploaded(uuid=rec.uuid, name="hello.txt", remote_sha1=sha1(data))
+    assert up == Uploaded(
+        uuid=rec.uuid,
+        name="hello.txt",
+        remote_sha1=sha1(data),
+        modified_at=datetime.fromisoformat(rec.modified_at),
+    )
     assert rec.folder == "/a/b"
     assert rec.original_name == "hello.txt"
     assert rec.sha1 == sha1(data)
