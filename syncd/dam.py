@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import secrets
-import urllib.request
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -40,6 +40,10 @@ BULK = 500
 
 def _env_proxy(url: str) -> str | None:
     """The proxy the environment asks for `url` (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)."""
+    if not any(k.lower().endswith("_proxy") for k in os.environ):
+        return None  # the common case, without importing urllib.request (~10 ms)
+    import urllib.request
+
     parts = urlsplit(url)
     if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
         return None

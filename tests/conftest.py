@@ -17,6 +17,22 @@ import pytest
 
 from syncd.emulator import Emulator, serve
 
+# File names that break naive URL or multipart encoding.
+NAMES = [
+    "summer sale #1.jpg",
+    "100% cotton.png",
+    "%41%42.txt",  # looks percent-encoded: must not be decoded twice
+    "what?.gif",
+    "salt & pepper.webp",
+    "a+b=c.svg",
+    "l'été à Zürich.jpg",
+    'the "quoted" one.pdf',
+    "日本語ファイル.png",
+    "semi;colon, comma.txt",
+    "space  twice .jpg",
+    "back\\slash.txt",
+]
+
 KEY = "test-key-5f2b9c0e7d"
 TOKEN = "proj"
 

@@ -13,19 +13,7 @@ import anyio
 import pytest
 
 from syncd.emulator import serve
-from tests.conftest import KEY, TOKEN, dam_tree, local_tree, run_syncd, write, write_config
-
-NAMES = [
-    "summer sale #1.jpg",
-    "100% cotton.png",
-    "what?.gif",
-    "salt & pepper.webp",
-    "a+b=c.svg",
-    "l'été à Zürich.jpg",
-    'the "quoted" one.pdf',
-    "日本語ファイル.png",
-    "space  twice .jpg",
-]
+from tests.conftest import KEY, NAMES, TOKEN, dam_tree, local_tree, run_syncd, write, write_config
 
 
 def tree(root, n=12):

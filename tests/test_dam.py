@@ -20,7 +20,7 @@ from syncd.errors import AuthError, NameConflict, TransientDamError
 from syncd.model import RemoteFile
 from syncd.pacer import Backoff, Pacer
 
-from .conftest import KEY, TOKEN
+from .conftest import KEY, NAMES, TOKEN
 
 FAST = Backoff(base_s=0.01, cap_s=0.05, max_attempts=6)
 FILES = "/{token}/v4/files"
@@ -153,21 +153,6 @@ async def test_upload_returns_uuid_and_sha1(emulator, dam, stream):
     method = "PUT" if stream else "POST"
     assert requests(emulator, method) == 1
     assert emulator.stats.uploads_committed == 1
-
-
-NAMES = [
-    "summer sale #1.jpg",
-    "100% cotton.png",
-    "%41%42.txt",  # looks percent-encoded: must not be decoded twice
-    "what?.gif",
-    "salt & pepper.webp",
-    "a+b=c.svg",
-    "l'été à Zürich.jpg",
-    'the "quoted" one.pdf',
-    "日本語ファイル.png",
-    "semi;colon, comma.txt",
-    "back\\slash.txt",
-]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["multipart", "put"])
