@@ -2,7 +2,10 @@
 DAM with fixed concurrency and does nothing else (no state, no hashing, no retries, no
 logging). What syncd's upload loop is measured against.
 
-Usage: python bench/ceiling_client.py URL TOKEN KEY ROOT CONCURRENCY
+With `--bytes`, each body is encoded by hand into one `bytes` (as syncd encodes small
+files) instead of aiohttp's FormData, the cheapest way aiohttp can send it.
+
+Usage: python bench/ceiling_client.py URL TOKEN KEY ROOT CONCURRENCY [--bytes]
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import sys
 from urllib.parse import quote
 
@@ -26,8 +30,26 @@ def files(root: str) -> list[tuple[str, str]]:
     return out
 
 
+def encoded(name: str, data: bytes) -> tuple[bytes, str]:
+    """A hand-encoded multipart body: the info part, then the file part."""
+    boundary = secrets.token_hex(16)
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="info[files[]]"\r\n'
+        f"Content-Type: application/json\r\n\r\n{json.dumps({'name': name})}\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files[]"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    body = head + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
 async def main(
-    url: str, token: str, key: str, todo: list[tuple[str, str]], concurrency: int
+    url: str,
+    token: str,
+    key: str,
+    todo: list[tuple[str, str]],
+    concurrency: int,
+    raw: bool,
 ) -> int:
     jobs: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     for job in todo:
@@ -45,12 +67,16 @@ async def main(
                 name = os.path.basename(path)
                 with open(path, "rb") as f:  # noqa: ASYNC230 - the minimal loop reads inline
                     data = f.read()
-                form = aiohttp.FormData(quote_fields=False)
-                form.add_field("info[files[]]", json.dumps({"name": name}))
-                form.add_field("files[]", data, filename=name)
-                async with session.post(
-                    f"{url}/{token}/v4/files?folder={quote(folder)}", data=form
-                ) as resp:
+                target = f"{url}/{token}/v4/files?folder={quote(folder)}"
+                if raw:
+                    body, ctype = encoded(name, data)
+                    request = session.post(target, data=body, headers={"Content-Type": ctype})
+                else:
+                    form = aiohttp.FormData(quote_fields=False)
+                    form.add_field("info[files[]]", json.dumps({"name": name}))
+                    form.add_field("files[]", data, filename=name)
+                    request = session.post(target, data=form)
+                async with request as resp:
                     await resp.read()
                     failures += resp.status != 200
 
@@ -60,4 +86,4 @@ async def main(
 
 if __name__ == "__main__":
     u, t, k, r, c = sys.argv[1:6]
-    raise SystemExit(asyncio.run(main(u, t, k, files(r), int(c))))
+    raise SystemExit(asyncio.run(main(u, t, k, files(r), int(c), "--bytes" in sys.argv[6:])))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -21,7 +22,7 @@ from syncd import __version__
 from syncd.apikey import key_file_warning, read_api_key
 from syncd.config import Config, default_config_path, load_config
 from syncd.errors import AuthError, ConfigError, DamError, StateError
-from syncd.logs import configure, redact
+from syncd.logs import configure, redact, scrub
 from syncd.progress import LogProgress, NullProgress, Progress, Summary, TtyProgress
 from syncd.reconcile import RunOptions, initial_sync
 
@@ -138,8 +139,14 @@ def run_initial_sync(config: Config, key: str, options: RunOptions, *, console: 
             f"syncd: {exc}. Check the API key and its permissions (see README, 'API key').",
             EXIT_NOPERM,
         )
+    except ConfigError as exc:
+        return _fail(f"syncd: configuration error: {exc}", EXIT_CONFIG)
     except (StateError, DamError) as exc:
         return _fail(f"syncd: {exc}", EXIT_FAILED)
+    except sqlite3.Error as exc:
+        return _fail(
+            f"syncd: the state database {config.state.path} is unusable: {exc}", EXIT_FAILED
+        )
     except KeyboardInterrupt:
         return _fail(
             "syncd: interrupted; the next run continues where this one stopped", EXIT_INTERRUPTED
@@ -162,7 +169,7 @@ def _report(summary: Summary, console: bool, out: TextIO, *, dry_run: bool) -> N
 
 
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(message.rstrip() + "\n")
+    sys.stderr.write(scrub(message).rstrip() + "\n")
     return code
 
 

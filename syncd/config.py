@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import pathspec
+
 from syncd.errors import ConfigError
 
 __all__ = [
@@ -161,6 +163,13 @@ def _base_url(value: str, _: Path) -> str:
         raise _Invalid(
             f"{_show(value)} is not an http(s) URL; use one like https://api.filerobot.com"
         )
+    if (
+        url.scheme == "http"
+        and url.hostname not in ("localhost", "::1")
+        and not (url.hostname or "").startswith("127.")
+    ):
+        # The API key travels in a header: plain HTTP is only for a DAM on this machine.
+        raise _Invalid(f"{_show(value)} is plain http; use https (http only for loopback)")
     return value.rstrip("/")
 
 
@@ -205,6 +214,12 @@ def _patterns(value: Sequence[object], _: Path) -> tuple[str, ...]:
     for i, pattern in enumerate(value):
         if not isinstance(pattern, str) or not pattern.strip():
             raise _Invalid(f"expected a pattern, got {_show(pattern)}; fix or remove it", f"[{i}]")
+        try:
+            pathspec.GitIgnoreSpec.from_lines([pattern])
+        except ValueError as exc:
+            raise _Invalid(
+                f"{_show(pattern)} is not a gitignore pattern ({exc}); fix or remove it", f"[{i}]"
+            ) from None
     return tuple(value)  # type: ignore[arg-type]  # every item was checked above
 
 

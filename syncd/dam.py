@@ -24,10 +24,18 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 import yarl
 
-from syncd.errors import AuthError, NotFound, TransientDamError
+from syncd.errors import ConfigError, NotFound, TransientDamError
 from syncd.model import RemoteFile
 from syncd.pacer import Pacer
-from syncd.wire import SAME_CONTENT_CODES, Uploaded, classify, iso, remote_file, uploaded
+from syncd.wire import (
+    SAME_CONTENT_CODES,
+    Uploaded,
+    classify,
+    exact_count,
+    iso,
+    remote_file,
+    uploaded,
+)
 
 __all__ = ["BULK", "PAGE", "Body", "DamClient", "Uploaded"]
 
@@ -193,6 +201,8 @@ class DamClient:
                 data=data,
                 headers=headers,
                 proxy=self._proxy,
+                # A redirect would carry the key header to another host: never follow one.
+                allow_redirects=False,
                 timeout=self._upload_timeout if upload else self._timeout,
             ) as resp:
                 raw = await resp.read()
@@ -249,12 +259,11 @@ class DamClient:
             await self._call(
                 "GET", "/files", what="check the API key", params={"folder": "/", "limit": 1}
             )
-        except NotFound as exc:
-            raise AuthError(
-                f"the DAM does not know the project token in {self._prefix}"
-                " (HTTP 404); check dam.token and dam.base_url in the config",
-                status=exc.status,
-                code=exc.code,
+        except NotFound:
+            raise ConfigError(
+                f"dam.token: the DAM answers 404 for {self._prefix}: it does not know this"
+                " project token; copy the token from the DAM's project settings, and check"
+                " dam.base_url"
             ) from None
 
     async def count(self, folder: str) -> int | None:
@@ -269,15 +278,15 @@ class DamClient:
             )
         except NotFound:
             return 0
-        for section, key in (("stats", "approx_files_count"), ("info", "total_files_count")):
-            value = body.get(section)
-            if isinstance(value, dict) and isinstance(value.get(key), int):
-                return int(value[key])
-        base = body.get("base")
-        counts = base.get("count") if isinstance(base, dict) else None
-        if isinstance(counts, dict) and isinstance(counts.get("files_recursive"), int):
-            return int(counts["files_recursive"])
-        return None
+        return exact_count(body)
+
+    async def exists(self, uuid: str) -> bool:
+        """Whether an asset still exists."""
+        try:
+            await self._call("GET", f"/files/{quote(uuid, safe='')}", what=f"details {uuid}")
+        except NotFound:
+            return False
+        return True
 
     async def list_files(
         self,

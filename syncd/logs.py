@@ -12,7 +12,7 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
-__all__ = ["Format", "configure", "redact"]
+__all__ = ["Format", "configure", "redact", "scrub"]
 
 Format = Literal["auto", "console", "json"]
 
@@ -23,6 +23,13 @@ def redact(secret: str) -> None:
     """Mask `secret` in every log event from now on."""
     if secret:
         _secrets.add(secret)
+
+
+def scrub(text: str) -> str:
+    """`text` with every registered secret masked (for messages printed outside logs)."""
+    masked = _mask(text)
+    assert isinstance(masked, str)
+    return masked
 
 
 def _mask(value: Any) -> Any:

@@ -48,6 +48,9 @@ class Known:
     sha1: str
     uuid: str
     remote_sha1: str | None = None
+    # The asset lives elsewhere in the project: the DAM refused a second copy of identical
+    # content and syncd adopted that one. syncd never deletes such an asset.
+    foreign: bool = False
 
     def same_stat(self, local: LocalFile) -> bool:
         """True when the local file's stat matches the one recorded at the last sync."""
@@ -77,10 +80,12 @@ class RemoteFile:
 
 @dataclass(frozen=True, slots=True)
 class Skip:
-    """A local entry that was not synced, and why (shown in the summary)."""
+    """A local entry that was not synced, and why (shown in the summary). `failed` marks
+    entries that should have synced but could not be read; they make the run exit 1."""
 
     path: str
     reason: str
+    failed: bool = False
 
 
 class Op(enum.Enum):

@@ -31,6 +31,9 @@ from syncd.errors import RateLimited, TransientDamError
 __all__ = ["Aimd", "Backoff", "Pacer"]
 
 T = TypeVar("T")
+
+MAX_PAUSE_S = 120.0
+"""The longest a `Retry-After` may pause every request."""
 log = structlog.get_logger("syncd.pacer")
 
 
@@ -211,7 +214,9 @@ class Pacer:
                     error=str(error),
                 )
                 await self._sleep(delay)
-            if before_retry is not None and not isinstance(error, RateLimited):
+            # A 429 was refused before any work; anything else (a 503 from a gateway
+            # included) may have been committed.
+            if before_retry is not None and error.status != 429:
                 found = await before_retry()
                 if found is not None:
                     return found
@@ -237,7 +242,9 @@ class Pacer:
         before = self.aimd.allowed
         decreased = self.aimd.decrease(generation)
         if retry_after is not None:
-            wait = retry_after
+            # A one-shot run must not stall for an hour on one header; the retry limit
+            # still applies after the pause.
+            wait = min(retry_after, MAX_PAUSE_S)
         elif decreased:
             wait = self.backoff.delay(self._limited_streak, self._rng)
             self._limited_streak += 1

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 
 from syncd.model import Action, Known, LocalFile, Op, RemoteFile
 
-__all__ = ["DeletePolicy", "FolderPlan", "group_remote", "needs_hash", "plan", "stat_changes"]
+__all__ = [
+    "DeletePolicy",
+    "FolderPlan",
+    "foreign_change",
+    "full_listing_reason",
+    "group_remote",
+    "needs_hash",
+    "plan",
+    "stat_changes",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +78,32 @@ def stat_changes(
             changed.append(path)
     changed.extend(unseen)
     return changed, gone, synced
+
+
+def full_listing_reason(
+    *, verify: bool, bookmarked: bool, parked: bool, delete_unknown: bool, unknown_kept: int
+) -> str | None:
+    """Why the DAM folder must be listed in full this run, or None when the cheap check
+    (recursive count + `updated_after`) may be trusted."""
+    if verify:
+        return "--verify"
+    if not bookmarked:
+        return "first run, or the last run did not finish cleanly"
+    if delete_unknown and unknown_kept:
+        return f"delete_unknown is on and the last run kept {unknown_kept} unknown files"
+    if parked:
+        return "files failed last time"
+    return None
+
+
+def foreign_change(changes: Iterable[RemoteFile], known: Mapping[str, Known]) -> str | None:
+    """The first DAM change since the last run that syncd did not make itself (a path it
+    does not know, another asset at a known path, or other content), or None."""
+    for r in changes:
+        k = known.get(r.path)
+        if k is None or k.uuid != r.uuid or r.sha1 not in (k.remote_sha1, k.sha1):
+            return f"{r.path} changed on the DAM"
+    return None
 
 
 def group_remote(remote: Iterable[RemoteFile]) -> dict[str, list[RemoteFile]]:
@@ -235,11 +270,15 @@ def _plan_incremental(
             continue
         elif lf.sha1 is not None and lf.sha1 == k.sha1:
             actions.append(Action(Op.REFRESH, path, lf, k.uuid, k.remote_sha1))
+        elif k.foreign:
+            # The asset is someone else's copy of the old content: leave it be.
+            actions.append(Action(Op.UPLOAD, path, lf))
         else:
             actions.append(Action(Op.REPLACE, path, lf, k.uuid))
-    deletes.extend(
-        Action(Op.DELETE, path, uuid=k.uuid) for path, k in known.items() if path not in local
-    )
+    for path, k in known.items():
+        if path not in local:
+            gone = Action(Op.FORGET if k.foreign else Op.DELETE, path, uuid=k.uuid)
+            (actions if k.foreign else deletes).append(gone)
 
 
 def _plan_full(
@@ -261,8 +300,14 @@ def _plan_full(
         elif _in_sync(lf, k, keep) is True:
             if k is None or k.uuid != keep.uuid or not k.same_stat(lf):
                 actions.append(Action(Op.ADOPT, path, lf, keep.uuid, keep.sha1))
-        else:
+        elif k is not None or keep.uuid in known_uuids or policy.delete_unknown:
+            # The path is syncd's (it synced it before), or the asset is: local wins.
             actions.append(Action(Op.REPLACE, path, lf, keep.uuid))
+        else:
+            # Other content that syncd never uploaded, at a path it never synced: upload
+            # beside it, never over it (the project's same-name rule decides the rest).
+            actions.append(Action(Op.UPLOAD, path, lf))
+            result.unknown_kept += 1
         for extra in candidates:
             if extra is not keep:
                 _delete_remote(extra, known_uuids, policy, result, deletes)

@@ -23,15 +23,24 @@ import structlog
 
 from syncd.config import Config, FolderConfig
 from syncd.dam import DamClient
-from syncd.errors import AuthError, DamError
+from syncd.errors import AuthError, ConfigError, DamError
 from syncd.filters import SyncdFilter
 from syncd.model import Known, LocalFile, Op, RemoteFile, Skip
 from syncd.pacer import Pacer
-from syncd.plan import DeletePolicy, FolderPlan, group_remote, needs_hash, plan, stat_changes
+from syncd.plan import (
+    DeletePolicy,
+    FolderPlan,
+    foreign_change,
+    full_listing_reason,
+    group_remote,
+    needs_hash,
+    plan,
+    stat_changes,
+)
 from syncd.progress import Progress, Summary, human_bytes
 from syncd.scan import FileChanged, ScanError, ScanResult, UnsafePath, root_status, scan
 from syncd.source import hash_file
-from syncd.state import FolderBookmark, State
+from syncd.state import State
 from syncd.workers import Executor, FolderTarget
 
 __all__ = ["RunOptions", "initial_sync"]
@@ -51,7 +60,12 @@ class RunOptions:
 async def initial_sync(
     config: Config, key: str, options: RunOptions, progress: Progress, out: TextIO
 ) -> Summary:
-    """Reconcile every folder once. Raises `AuthError` when the key is rejected."""
+    """Reconcile every folder once.
+
+    Raises:
+        AuthError: the key is missing permissions or was rejected.
+        ConfigError: the DAM does not know the project token.
+    """
     summary = Summary()
     pacer = Pacer(config.dam.workers)
     state = State.open(config.state.path, readonly=options.dry_run)
@@ -65,207 +79,229 @@ async def initial_sync(
             timeout_s=config.dam.timeout_s,
             connect_timeout_s=config.dam.connect_timeout_s,
         ) as dam:
-            await dam.check_access()
+            try:
+                await dam.check_access()
+            except ConfigError as exc:
+                raise ConfigError(f"{config.source}: {exc}") from None
             executor = Executor(dam, state, summary, progress, workers=config.dam.workers)
             for folder in config.folders:
                 with structlog.contextvars.bound_contextvars(folder=folder.name):
-                    await _reconcile_folder(
-                        folder, config, dam, state, executor, options, summary, out
-                    )
+                    run = _FolderRun(folder, config, dam, state, options, summary)
+                    await run.reconcile(executor, out)
     finally:
         progress.close()
         state.close()
     return summary
 
 
-async def _reconcile_folder(
-    folder: FolderConfig,
-    config: Config,
-    dam: DamClient,
-    state: State,
-    executor: Executor,
-    options: RunOptions,
-    summary: Summary,
-    out: TextIO,
-) -> None:
-    root = folder.local
-    folder_id = state.folder_id(str(root), folder.remote)
-    bookmark = state.bookmark(folder_id)
-    problem = root_status(root)
-    if problem is not None:
-        summary.refused.append(f"{folder.name}: {problem}; nothing was synced or deleted")
+class _FolderRun:
+    """One reconcile of one folder: survey both sides, decide, carry out."""
+
+    def __init__(
+        self,
+        folder: FolderConfig,
+        config: Config,
+        dam: DamClient,
+        state: State,
+        options: RunOptions,
+        summary: Summary,
+    ) -> None:
+        self.folder = folder
+        self.root = folder.local
+        self.config = config
+        self.dam = dam
+        self.state = state
+        self.options = options
+        self.summary = summary
+        self.folder_id = state.folder_id(str(folder.local), folder.remote)
+        self.bookmark = state.bookmark(self.folder_id)
+        self.filt = SyncdFilter(folder.local, folder.exclude)
+
+    async def reconcile(self, executor: Executor, out: TextIO) -> None:
+        """Make the DAM folder mirror the local one (or print the plan)."""
+        surveyed = await self._survey()
+        if surveyed is None:
+            return
+        scanned, remote = surveyed
+        decided, unreadable = await self._decide(scanned, remote)
+        if self.options.dry_run:
+            _print_plan(out, self.folder, decided)
+            return
+        await self._carry_out(executor, decided, remote, clean=not unreadable)
+
+    def _unusable(self, problem: str) -> None:
+        self.summary.refused.append(f"{self.folder.name}: {problem}; nothing was synced or deleted")
         log.error("folder_unusable", problem=problem)
-        return
 
-    filt = SyncdFilter(root, folder.exclude)
-    # The walk runs in a thread while the DAM is asked what changed on its side.
-    walked: list[ScanResult | ScanError] = []
-    remote: dict[str, list[RemoteFile]] | None = None
-    failed: list[DamError] = []
+    async def _survey(self) -> tuple[ScanResult, dict[str, list[RemoteFile]] | None] | None:
+        """Walk the local root (in a thread) while the DAM is asked what changed."""
+        problem = root_status(self.root)
+        if problem is not None:
+            self._unusable(problem)
+            return None
+        walked: list[ScanResult | ScanError] = []
+        remote: dict[str, list[RemoteFile]] | None = None
+        failed: list[DamError] = []
 
-    async def walk() -> None:
-        try:
-            walked.append(await anyio.to_thread.run_sync(scan, root, filt))
-        except ScanError as exc:
-            walked.append(exc)
+        async def walk() -> None:
+            try:
+                walked.append(await anyio.to_thread.run_sync(scan, self.root, self.filt))
+            except ScanError as exc:
+                walked.append(exc)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(walk)
-        try:
-            remote = await _remote_index(dam, folder, state, folder_id, bookmark, options.verify)
-        except DamError as exc:
-            failed.append(exc)
-            tg.cancel_scope.cancel()
-    if failed:
-        if isinstance(failed[0], AuthError):
-            raise failed[0]  # outside the task group, so callers see it unwrapped
-        summary.failed.append(Skip(folder.name, f"could not list the DAM folder: {failed[0]}"))
-        log.error("folder_failed", error=str(failed[0]))
-        return
-    scanned = walked[0]
-    if isinstance(scanned, ScanError):
-        summary.refused.append(f"{folder.name}: {scanned}; nothing was synced or deleted")
-        log.error("folder_unusable", problem=str(scanned))
-        return
-    summary.skipped.extend(scanned.skipped)
-    for skip in scanned.skipped:
-        log.warning("file_skipped", path=skip.path, reason=skip.reason)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(walk)
+            try:
+                remote = await self._remote_index()
+            except DamError as exc:
+                failed.append(exc)
+                tg.cancel_scope.cancel()
+        if failed:
+            if isinstance(failed[0], AuthError):
+                raise failed[0]  # outside the task group, so callers see it unwrapped
+            reason = f"could not list the DAM folder: {failed[0]}"
+            self.summary.failed.append(Skip(self.folder.name, reason))
+            log.error("folder_failed", error=str(failed[0]))
+            return None
+        scanned = walked[0]
+        if isinstance(scanned, ScanError):
+            self._unusable(str(scanned))
+            return None
+        for skip in scanned.skipped:
+            # Unreadable directories count as failures (their files are not mirrored);
+            # links out of the folder, special files and undecodable names are skips.
+            (self.summary.failed if skip.failed else self.summary.skipped).append(skip)
+            log.warning("file_skipped", path=skip.path, reason=skip.reason, failed=skip.failed)
+        return scanned, remote
 
-    total = len(scanned.files)  # before unreadable files are taken out below
-    if remote is None:
-        # Trusting the state: only the paths whose stat moved need a closer look.
-        changed, gone, synced = stat_changes(scanned.files, state.stats(folder_id))
-        local = {p: scanned.files[p] for p in changed}
-        known = state.known_for(folder_id, [*changed, *gone])
-    else:
-        local = scanned.files
-        known = state.known(folder_id)
-        gone = [p for p in known if p not in local]
-        synced = len(known)
-    to_hash = needs_hash(local, known, remote)
-    summary.hashed += len(to_hash)
-    unreadable = await _hash(root, local, to_hash, config.dam.workers)
-    for skip in unreadable:
-        del local[skip.path]
-    summary.failed.extend(unreadable)
-
-    protected = [s.path for s in scanned.skipped] + [s.path for s in unreadable]
-    protected += [p for p in gone if filt.path_ignored(p, False)]
-    policy = DeletePolicy(
-        delete_unknown=folder.delete_unknown,
-        max_delete_percent=folder.max_delete_percent,
-        max_delete_count=folder.max_delete_count,
-        force=options.force_delete,
-    )
-    decided = plan(
-        local,
-        known,
-        remote,
-        policy,
-        protected=protected,
-        synced=synced,
-        local_total=total,
-        still_used=_still_used(state, folder_id, known, gone, local, remote),
-    )
-    summary.unknown_kept += decided.unknown_kept
-    touched = sum(1 for a in decided.actions if a.local is not None)
-    summary.unchanged += total - len(unreadable) - touched
-    if decided.refused:
-        summary.refused.append(f"{folder.name}: {decided.refused}")
-        log.error("deletes_refused", reason=decided.refused, withheld=decided.withheld_deletes)
-
-    if options.dry_run:
-        _print_plan(out, folder, decided)
-        return
-    target = FolderTarget(
-        root=root,
-        remote=folder.remote,
-        folder_id=state.ensure_folder(str(root), folder.remote),
-        stream_threshold=config.dam.stream_threshold_bytes,
-    )
-    failed_before = len(summary.failed)
-    await executor.run(target, decided.actions)
-    if len(summary.failed) == failed_before and not unreadable:
-        listed_at = dam.bookmark()
-        state.set_bookmark(
-            target.folder_id,
-            listed_at,
-            await dam.count(folder.remote),
-            unknown_kept=decided.unknown_kept if remote is not None else bookmark.unknown_kept,
+    async def _remote_index(self) -> dict[str, list[RemoteFile]] | None:
+        """The DAM listing when the state cannot be trusted, else None after a constant
+        number of requests: the recursive count matches the last run's and every change
+        since then is one syncd made itself."""
+        b, remote_root = self.bookmark, self.folder.remote
+        reason = full_listing_reason(
+            verify=self.options.verify,
+            bookmarked=b.listed_at is not None and b.remote_count is not None,
+            parked=bool(self.state.parked(self.folder_id)),
+            delete_unknown=self.folder.delete_unknown,
+            unknown_kept=b.unknown_kept,
         )
-    else:
-        # Some outcomes are unknown: the next run lists the DAM in full and adopts
-        # whatever did land, instead of trusting the count.
-        state.set_bookmark(target.folder_id, None, None)
+        if reason is None:
+            count = await self.dam.count(remote_root)
+            if count is None or count != b.remote_count:
+                reason = f"remote file count {count} differs from {b.remote_count}"
+            else:
+                since = [
+                    r async for r in self.dam.list_files(remote_root, updated_after=b.listed_at)
+                ]
+                known = self.state.known_for(self.folder_id, (r.path for r in since))
+                reason = foreign_change(since, known)
+        if reason is None:
+            log.info("remote_unchanged", folder_remote=remote_root)
+            return None
+        log.info("remote_full_listing", folder_remote=remote_root, reason=reason)
+        return group_remote([r async for r in self.dam.list_files(remote_root)])
 
-
-def _still_used(
-    state: State,
-    folder_id: int | None,
-    known: Mapping[str, Known],
-    gone: list[str],
-    local: Mapping[str, LocalFile],
-    remote: Mapping[str, list[RemoteFile]] | None,
-) -> set[str]:
-    """The uuids of assets that a deletion would take from files that stay."""
-    if remote is not None:
-        return {k.uuid for p, k in known.items() if p in local}
-    gone_uuids = [known[p].uuid for p in gone if p in known]
-    if not gone_uuids:
-        return set()
-    refs = state.uuid_refs(folder_id, gone_uuids)
-    leaving = Counter(gone_uuids)
-    return {u for u, n in refs.items() if n > leaving[u]}
-
-
-async def _remote_index(
-    dam: DamClient,
-    folder: FolderConfig,
-    state: State,
-    folder_id: int | None,
-    bookmark: FolderBookmark,
-    verify: bool,
-) -> dict[str, list[RemoteFile]] | None:
-    """The DAM listing when the state cannot be trusted, else None.
-
-    Returns None after a constant number of requests when the DAM's recursive count
-    matches the last run's and every change since then is one syncd made itself.
-    """
-    reason = _why_full(bookmark, verify, bool(state.parked(folder_id)), folder.delete_unknown)
-    if reason is None:
-        count = await dam.count(folder.remote)
-        if count is None or count != bookmark.remote_count:
-            reason = f"remote file count {count} differs from {bookmark.remote_count}"
+    async def _decide(
+        self, scanned: ScanResult, remote: dict[str, list[RemoteFile]] | None
+    ) -> tuple[FolderPlan, list[Skip]]:
+        """Hash what the decision needs, then plan. Returns the plan and the files that
+        could not be read."""
+        total = len(scanned.files)  # before unreadable files are taken out below
+        if remote is None:
+            # Trusting the state: only the paths whose stat moved need a closer look.
+            changed, gone, synced = stat_changes(scanned.files, self.state.stats(self.folder_id))
+            local = {p: scanned.files[p] for p in changed}
+            known = self.state.known_for(self.folder_id, [*changed, *gone])
         else:
-            assert bookmark.listed_at is not None
-            changes = [
-                r async for r in dam.list_files(folder.remote, updated_after=bookmark.listed_at)
-            ]
-            known = state.known_for(folder_id, (r.path for r in changes))
-            for r in changes:
-                k = known.get(r.path)
-                if k is None or k.uuid != r.uuid or r.sha1 not in (k.remote_sha1, k.sha1):
-                    reason = f"{r.path} changed on the DAM"
-                    break
-    if reason is None:
-        log.info("remote_unchanged", folder_remote=folder.remote)
-        return None
-    log.info("remote_full_listing", folder_remote=folder.remote, reason=reason)
-    return group_remote([r async for r in dam.list_files(folder.remote)])
+            local = scanned.files
+            known = self.state.known(self.folder_id)
+            gone = [p for p in known if p not in local]
+            synced = len(known)
+        to_hash = needs_hash(local, known, remote)
+        self.summary.hashed += len(to_hash)
+        unreadable = await _hash(self.root, local, to_hash, self.config.dam.workers)
+        for skip in unreadable:
+            del local[skip.path]
+        self.summary.failed.extend(unreadable)
 
+        protected = [s.path for s in scanned.skipped] + [s.path for s in unreadable]
+        protected += [p for p in gone if self.filt.path_ignored(p, False)]
+        decided = plan(
+            local,
+            known,
+            remote,
+            DeletePolicy(
+                delete_unknown=self.folder.delete_unknown,
+                max_delete_percent=self.folder.max_delete_percent,
+                max_delete_count=self.folder.max_delete_count,
+                force=self.options.force_delete,
+            ),
+            protected=protected,
+            synced=synced,
+            local_total=total,
+            still_used=self._still_used(known, gone, local, remote),
+        )
+        self.summary.unknown_kept += decided.unknown_kept
+        touched = sum(1 for a in decided.actions if a.local is not None)
+        self.summary.unchanged += total - len(unreadable) - touched
+        if decided.refused:
+            self.summary.refused.append(f"{self.folder.name}: {decided.refused}")
+            log.error("deletes_refused", reason=decided.refused, withheld=decided.withheld_deletes)
+        return decided, unreadable
 
-def _why_full(
-    bookmark: FolderBookmark, verify: bool, parked: bool, delete_unknown: bool
-) -> str | None:
-    if verify:
-        return "--verify"
-    if delete_unknown and bookmark.unknown_kept:
-        return f"delete_unknown is on and the last run kept {bookmark.unknown_kept} unknown files"
-    if bookmark.listed_at is None or bookmark.remote_count is None:
-        return "first run, or the last run did not finish cleanly"
-    if parked:
-        return "files failed last time"
-    return None
+    def _still_used(
+        self,
+        known: Mapping[str, Known],
+        gone: list[str],
+        local: Mapping[str, LocalFile],
+        remote: Mapping[str, list[RemoteFile]] | None,
+    ) -> set[str]:
+        """The uuids of assets that a deletion would take from files that stay."""
+        if remote is not None:
+            return {k.uuid for p, k in known.items() if p in local}
+        gone_uuids = [known[p].uuid for p in gone if p in known]
+        if not gone_uuids:
+            return set()
+        refs = self.state.uuid_refs(self.folder_id, gone_uuids)
+        leaving = Counter(gone_uuids)
+        return {u for u, n in refs.items() if n > leaving[u]}
+
+    async def _carry_out(
+        self,
+        executor: Executor,
+        decided: FolderPlan,
+        remote: dict[str, list[RemoteFile]] | None,
+        *,
+        clean: bool,
+    ) -> None:
+        """Run the plan, then bookmark the DAM side for the next run's cheap check."""
+        target = FolderTarget(
+            root=self.root,
+            remote=self.folder.remote,
+            folder_id=self.state.ensure_folder(str(self.root), self.folder.remote),
+            stream_threshold=self.config.dam.stream_threshold_bytes,
+        )
+        failed_before = len(self.summary.failed)
+        await executor.run(target, decided.actions)
+        failed_now = [f.path for f in self.summary.failed[failed_before:]]
+        self.state.keep_parked_only(target.folder_id, failed_now)
+        count = None
+        if clean and not failed_now and not decided.refused and not executor.needs_listing:
+            try:
+                count = await self.dam.count(self.folder.remote)
+            except AuthError:
+                raise
+            except DamError as exc:
+                log.warning("remote_count_failed", error=str(exc))
+        if count is None:
+            # Some outcomes are unknown, or deletes were withheld: the next run lists the
+            # DAM in full (adopting whatever did land, planning the withheld deletes
+            # again) instead of trusting the count.
+            self.state.set_bookmark(target.folder_id, None, None)
+            return
+        kept = decided.unknown_kept if remote is not None else self.bookmark.unknown_kept
+        self.state.set_bookmark(target.folder_id, self.dam.bookmark(), count, unknown_kept=kept)
 
 
 async def _hash(
@@ -273,23 +309,26 @@ async def _hash(
 ) -> list[Skip]:
     """Fill in the sha1 of `paths` in `local`, in worker threads. Returns the files that
     could not be read; files that vanished are dropped from `local`."""
-    limiter = anyio.CapacityLimiter(max(2, workers // 2))
     unreadable: list[Skip] = []
+    todo = iter(paths)
 
-    async def one(path: str) -> None:
-        lf = local[path]
-        try:
-            sha1 = await anyio.to_thread.run_sync(hash_file, root, lf, limiter=limiter)
-        except FileNotFoundError:
-            local.pop(path, None)
-        except (FileChanged, UnsafePath, OSError) as exc:
-            unreadable.append(Skip(path, f"cannot read the file: {exc}"))
-        else:
-            local[path] = replace(lf, sha1=sha1)
+    async def hasher() -> None:
+        # A few hashers pull from one iterator: touching 100,000 files must not start
+        # 100,000 tasks.
+        for path in todo:
+            lf = local[path]
+            try:
+                sha1 = await anyio.to_thread.run_sync(hash_file, root, lf)
+            except FileNotFoundError:
+                local.pop(path, None)
+            except (FileChanged, UnsafePath, OSError) as exc:
+                unreadable.append(Skip(path, f"cannot read the file: {exc}", failed=True))
+            else:
+                local[path] = replace(lf, sha1=sha1)
 
     async with anyio.create_task_group() as tg:
-        for path in paths:
-            tg.start_soon(one, path)
+        for _ in range(max(2, workers // 2)):
+            tg.start_soon(hasher)
     return unreadable
 
 

@@ -167,7 +167,9 @@ class _Walk:
             except OSError as exc:
                 # ELOOP/ENOTDIR: replaced by a symlink or a file since its parent was listed
                 changed = exc.errno in (errno.ELOOP, errno.ENOTDIR)
-                self.skipped.append(Skip(rel, _CHANGED if changed else _unreadable(exc)))
+                self.skipped.append(
+                    Skip(rel, _CHANGED) if changed else Skip(rel, _unreadable(exc), failed=True)
+                )
                 continue
             try:
                 st = os.fstat(fd)
@@ -179,7 +181,7 @@ class _Walk:
                 self.list_dir(fd, path, prefix)
                 self.dirs += 1
             except OSError as exc:
-                self.skipped.append(Skip(rel, _unreadable(exc)))
+                self.skipped.append(Skip(rel, _unreadable(exc), failed=True))
             finally:
                 os.close(fd)
 
@@ -213,7 +215,7 @@ class _Walk:
                 except FileNotFoundError:
                     continue  # vanished since the directory was read
                 except OSError as exc:
-                    self.skipped.append(Skip(rel, _unreadable(exc)))
+                    self.skipped.append(Skip(rel, _unreadable(exc), failed=True))
 
     def _symlink(self, link: str, rel: str) -> None:
         target = os.path.realpath(link)

@@ -18,14 +18,14 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from syncd.errors import StateError
 from syncd.model import Known
 
 __all__ = ["FolderBookmark", "ParkedFile", "State"]
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,7 +49,14 @@ CREATE TABLE IF NOT EXISTS files (
     uuid TEXT NOT NULL,
     remote_sha1 TEXT,
     synced_at REAL NOT NULL,
+    foreign_asset INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (folder_id, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS orphans (
+    folder_id INTEGER NOT NULL,
+    uuid TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (folder_id, uuid)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parked (
     folder_id INTEGER NOT NULL,
@@ -193,11 +200,9 @@ class State:
         if folder_id is None:
             return {}
         rows = self._conn.execute(
-            "SELECT path, size, mtime_ns, inode, sha1, uuid, remote_sha1 FROM files"
-            " WHERE folder_id = ?",
-            (folder_id,),
+            f"SELECT {_KNOWN_COLUMNS} FROM files WHERE folder_id = ?", (folder_id,)
         )
-        return {row[0]: Known(*row) for row in rows}
+        return {row[0]: _known(row) for row in rows}
 
     def stats(self, folder_id: int | None) -> Iterator[tuple[str, int, int, int]]:
         """`(path, size, mtime_ns, inode)` of every synced file of a folder, streamed from
@@ -219,11 +224,10 @@ class State:
             chunk = wanted[i : i + 500]
             marks = ",".join("?" * len(chunk))
             rows = self._conn.execute(
-                "SELECT path, size, mtime_ns, inode, sha1, uuid, remote_sha1 FROM files"
-                f" WHERE folder_id = ? AND path IN ({marks})",
+                f"SELECT {_KNOWN_COLUMNS} FROM files WHERE folder_id = ? AND path IN ({marks})",
                 (folder_id, *chunk),
             )
-            out.update((row[0], Known(*row)) for row in rows)
+            out.update((row[0], _known(row)) for row in rows)
         return out
 
     def uuid_refs(self, folder_id: int | None, uuids: Iterable[str]) -> dict[str, int]:
@@ -243,6 +247,26 @@ class State:
             out.update(rows)
         return out
 
+    def uuid_used_elsewhere(self, folder_id: int, uuid: str, path: str) -> bool:
+        """Whether a synced path other than `path` maps to `uuid`."""
+        row = self._conn.execute(
+            "SELECT 1 FROM files WHERE folder_id = ? AND uuid = ? AND path != ? LIMIT 1",
+            (folder_id, uuid, path),
+        ).fetchone()
+        return row is not None
+
+    def forget_uuid(self, folder_id: int, uuid: str) -> list[str]:
+        """Drop every row that maps to `uuid` (the asset is gone); returns their paths."""
+        self.flush()
+        paths = [
+            row[0]
+            for row in self._conn.execute(
+                "SELECT path FROM files WHERE folder_id = ? AND uuid = ?", (folder_id, uuid)
+            )
+        ]
+        self._execute("DELETE FROM files WHERE folder_id = ? AND uuid = ?", (folder_id, uuid))
+        return paths
+
     def record(self, folder_id: int, known: Known) -> None:
         """Buffer a synced file's row; `flush()` writes it."""
         self._pending.append(
@@ -256,6 +280,7 @@ class State:
                 known.uuid,
                 known.remote_sha1,
                 time.time(),
+                int(known.foreign),
             )
         )
 
@@ -278,7 +303,8 @@ class State:
             with self._transaction():
                 self._conn.executemany(
                     "INSERT OR REPLACE INTO files (folder_id, path, size, mtime_ns, inode, sha1,"
-                    " uuid, remote_sha1, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " uuid, remote_sha1, synced_at, foreign_asset)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 self._conn.executemany("DELETE FROM files WHERE folder_id = ? AND path = ?", gone)
@@ -289,6 +315,30 @@ class State:
                 )
         except sqlite3.Error as exc:
             raise StateError(f"cannot write the state database {self.path}: {exc}") from exc
+
+    # orphans: assets syncd replaced but could not delete yet
+
+    def add_orphan(self, folder_id: int, uuid: str, reason: str) -> None:
+        """Remember an asset of ours that must still be deleted (its delete failed)."""
+        self._execute(
+            "INSERT OR REPLACE INTO orphans (folder_id, uuid, reason) VALUES (?, ?, ?)",
+            (folder_id, uuid, reason),
+        )
+
+    def orphans(self, folder_id: int | None) -> list[str]:
+        """The uuids of assets waiting to be deleted."""
+        if folder_id is None:
+            return []
+        rows = self._conn.execute("SELECT uuid FROM orphans WHERE folder_id = ?", (folder_id,))
+        return [row[0] for row in rows]
+
+    def drop_orphans(self, folder_id: int, uuids: Iterable[str]) -> None:
+        """Forget orphans that are deleted now."""
+        with self._transaction():
+            self._conn.executemany(
+                "DELETE FROM orphans WHERE folder_id = ? AND uuid = ?",
+                [(folder_id, u) for u in uuids],
+            )
 
     # parked files
 
@@ -305,6 +355,14 @@ class State:
     def unpark(self, folder_id: int, path: str) -> None:
         """Drop a parked row (the file was synced or no longer needs syncing)."""
         self._execute("DELETE FROM parked WHERE folder_id = ? AND path = ?", (folder_id, path))
+
+    def keep_parked_only(self, folder_id: int, paths: Iterable[str]) -> None:
+        """Drop the parked rows of every path but `paths` (the ones that failed again):
+        a file parked earlier that is now deleted or excluded needs no retry."""
+        keep = set(paths)
+        stale = [(folder_id, p.path) for p in self.parked(folder_id) if p.path not in keep]
+        with self._transaction():
+            self._conn.executemany("DELETE FROM parked WHERE folder_id = ? AND path = ?", stale)
 
     def parked(self, folder_id: int | None) -> list[ParkedFile]:
         """The parked files of a folder."""
@@ -334,6 +392,17 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(folders)")}
     if "unknown_kept" not in columns:  # schema 1
         conn.execute("ALTER TABLE folders ADD COLUMN unknown_kept INTEGER NOT NULL DEFAULT 0")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+    if "foreign_asset" not in columns:  # schema 1
+        conn.execute("ALTER TABLE files ADD COLUMN foreign_asset INTEGER NOT NULL DEFAULT 0")
+
+
+_KNOWN_COLUMNS = "path, size, mtime_ns, inode, sha1, uuid, remote_sha1, foreign_asset"
+
+
+def _known(row: tuple[Any, ...]) -> Known:
+    path, size, mtime_ns, inode, sha1, uuid, remote_sha1, foreign = row
+    return Known(path, size, mtime_ns, inode, sha1, uuid, remote_sha1, bool(foreign))
 
 
 class _Transaction:

@@ -29,6 +29,7 @@ __all__ = [
     "SAME_CONTENT_CODES",
     "Uploaded",
     "classify",
+    "exact_count",
     "iso",
     "parse_retry_after",
     "parse_time",
@@ -53,6 +54,9 @@ class Uploaded:
     remote_sha1: str | None
     adopted: bool = False
     modified_at: datetime | None = None
+    # With ERROR_SHA1_CONFLICT: where the identical asset lives (`similar_file_path`,
+    # "" when the DAM did not say). None for every other outcome.
+    elsewhere: str | None = None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -99,6 +103,11 @@ def classify(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -
         return PermanentDamError(msg, **kw)
     if status in (429, 503):
         return RateLimited(msg, retry_after=parse_retry_after(headers.get("Retry-After")), **kw)
+    if 300 <= status < 400:
+        where = headers.get("Location", "elsewhere")
+        return PermanentDamError(
+            f"the DAM redirected to {where}; set dam.base_url to the final address", **kw
+        )
     if status == 404:
         return NotFound(msg, **kw)
     if status == 409:
@@ -106,6 +115,28 @@ def classify(status: int, body: Mapping[str, Any], headers: Mapping[str, str]) -
     if status == 408 or status >= 500 or 200 <= status < 300:
         return TransientDamError(msg, **kw)
     return PermanentDamError(msg, **kw)
+
+
+def exact_count(body: Mapping[str, Any]) -> int | None:
+    """The recursive file count a listing reports, when it is exact: `stats` only when
+    its method says `COUNT_EXACT` ("approx" is in its name), else `info.total_files_count`,
+    else the base folder's `count.files_recursive`. None when only an estimate is given,
+    so the caller lists in full rather than trust it."""
+    stats = body.get("stats")
+    if (
+        isinstance(stats, dict)
+        and stats.get("approx_files_count_method") == "COUNT_EXACT"
+        and isinstance(stats.get("approx_files_count"), int)
+    ):
+        return int(stats["approx_files_count"])
+    info = body.get("info")
+    if isinstance(info, dict) and isinstance(info.get("total_files_count"), int):
+        return int(info["total_files_count"])
+    base = body.get("base")
+    counts = base.get("count") if isinstance(base, dict) else None
+    if isinstance(counts, dict) and isinstance(counts.get("files_recursive"), int):
+        return int(counts["files_recursive"])
+    return None
 
 
 def _size(value: Any) -> int | None:
@@ -156,8 +187,16 @@ def iso(dt: datetime) -> str:
 
 def uploaded(body: Mapping[str, Any], what: str) -> Uploaded:
     if body.get("code") in SAME_CONTENT_CODES:
+        similar = body.get("similar_file_path")
+        elsewhere = None
+        if body.get("code") == "ERROR_SHA1_CONFLICT":
+            elsewhere = similar if isinstance(similar, str) else ""
         return Uploaded(
-            uuid=str(body["existing_file_uuid"]), name="", remote_sha1=None, adopted=True
+            uuid=str(body["existing_file_uuid"]),
+            name="",
+            remote_sha1=None,
+            adopted=True,
+            elsewhere=elsewhere,
         )
     item = body.get("file")
     if not isinstance(item, dict):

@@ -20,7 +20,7 @@ import anyio
 import structlog
 
 from syncd.dam import Body, DamClient, Uploaded
-from syncd.errors import AuthError, DamError, NameConflict, TransientDamError
+from syncd.errors import AuthError, DamError, NameConflict, StateError, TransientDamError
 from syncd.model import Action, Known, LocalFile, Op, Skip, remote_location
 from syncd.progress import Progress, Summary
 from syncd.scan import FileChanged, UnsafePath
@@ -62,6 +62,8 @@ class Executor:
         self.summary = summary
         self.progress = progress
         self.workers = workers
+        # Set when the state may now miss assets (the next run must list the DAM).
+        self.needs_listing = False
 
     async def run(self, target: FolderTarget, actions: Sequence[Action]) -> None:
         """Carry out one folder's actions. Raises `AuthError` at once if the key is
@@ -80,7 +82,9 @@ class Executor:
         # The workers share one iterator: the whole batch is known up front, so there is
         # nothing for a channel to buffer.
         jobs = iter(transfers)
-        self._fatal: AuthError | None = None
+        self._fatal: AuthError | StateError | None = None
+        self.needs_listing = False
+        await self._delete_orphans(target)
         async with anyio.create_task_group() as tg:
             for n in range(min(self.workers, len(transfers))):
                 tg.start_soon(self._worker, target, jobs, tg.cancel_scope, name=f"syncd worker {n}")
@@ -99,8 +103,9 @@ class Executor:
         for action in jobs:
             try:
                 await self._transfer(target, action)
-            except AuthError as exc:
-                # The key was rejected: every other worker stops too, at once.
+            except (AuthError, StateError) as exc:
+                # The key was rejected or the state cannot be written: every other worker
+                # stops too, at once.
                 self._fatal = exc
                 scope.cancel()
                 return
@@ -130,17 +135,8 @@ class Executor:
             except AuthError:
                 raise
             except DamError as exc:
-                return self._failed(target, action, str(exc))
-            self._record(target, local, sha1, uploaded.uuid, uploaded.remote_sha1 or sha1)
-            if uploaded.adopted:
-                self.summary.adopted += 1
-            elif action.op is Op.REPLACE:
-                self.summary.updated += 1
-            else:
-                self.summary.uploaded += 1
-            if not uploaded.adopted:
-                self.summary.bytes += local.size
-            self.progress.advance(1, local.size)
+                return self._failed(target, action, _explain(exc, action))
+            await self._committed(target, action, local, uploaded, sha1)
             log.debug(
                 "job_done",
                 op=action.op.value,
@@ -152,6 +148,36 @@ class Executor:
             )
             return None
         return self._failed(target, action, "the file kept changing while it was read")
+
+    async def _committed(
+        self, target: FolderTarget, action: Action, local: LocalFile, uploaded: Uploaded, sha1: str
+    ) -> None:
+        """Record an upload the DAM committed, then retire the asset it replaced."""
+        foreign = uploaded.elsewhere is not None and uploaded.elsewhere != _dam_path(
+            target, local.path
+        )
+        if foreign:
+            log.warning(
+                "identical_asset_elsewhere",
+                path=local.path,
+                uuid=uploaded.uuid,
+                similar_file_path=uploaded.elsewhere,
+                hint="the project refuses duplicate content; syncd will never delete it",
+            )
+        self._record(
+            target, local, sha1, uploaded.uuid, uploaded.remote_sha1 or sha1, foreign=foreign
+        )
+        if action.uuid is not None and uploaded.uuid != action.uuid:
+            await self._retire(target, action.uuid, local.path)
+        if uploaded.adopted:
+            self.summary.adopted += 1
+        elif action.op is Op.REPLACE:
+            self.summary.updated += 1
+        else:
+            self.summary.uploaded += 1
+        if not uploaded.adopted:
+            self.summary.bytes += local.size
+        self.progress.advance(1, local.size)
 
     async def _upload(
         self, target: FolderTarget, local: LocalFile, old_uuid: str | None
@@ -183,13 +209,26 @@ class Executor:
             raise
         if source.error is not None:
             raise source.error
-        sha1 = await source.ensure_sha1()
-        if old_uuid is not None and uploaded.uuid != old_uuid:
-            # Override gives a new uuid and removes the old asset itself; with a
-            # random-suffix naming rule the old asset is still there. Either way it must
-            # go only now that the new content is committed.
+        return uploaded, await source.ensure_sha1()
+
+    async def _retire(self, target: FolderTarget, old_uuid: str, path: str) -> None:
+        """Delete the asset a replaced file had, now that its new content is committed
+        and recorded. Override gives a new uuid and removes the old asset itself; with a
+        random-suffix naming rule the old asset is still there."""
+        if self.state.uuid_used_elsewhere(target.folder_id, old_uuid, path):
+            # Another local file still maps to it (identical content the project refused
+            # to store twice): keep it, unless the DAM's own same-name rule just removed it.
+            if not await self.dam.exists(old_uuid):
+                self._orphaned_paths(target, old_uuid)
+            return
+        try:
             await self.dam.delete(old_uuid)
-        return uploaded, sha1
+        except AuthError:
+            raise
+        except DamError as exc:
+            # The new content is safe; the old asset is deleted by the next run.
+            self.state.add_orphan(target.folder_id, old_uuid, str(exc))
+            log.warning("old_asset_kept", path=path, uuid=old_uuid, error=str(exc))
 
     def _look_first(
         self, source: FileSource, folder: str, name: str
@@ -230,6 +269,20 @@ class Executor:
         await self.dam.rename(uploaded.uuid, name)
         return Uploaded(uuid=uploaded.uuid, name=name, remote_sha1=uploaded.remote_sha1)
 
+    async def _delete_orphans(self, target: FolderTarget) -> None:
+        """Delete the assets earlier runs replaced but could not delete."""
+        orphans = self.state.orphans(target.folder_id)
+        if not orphans:
+            return
+        try:
+            await self.dam.delete_many(orphans)
+        except AuthError:
+            raise
+        except DamError as exc:
+            log.warning("orphans_kept", count=len(orphans), error=str(exc))
+            return
+        self.state.drop_orphans(target.folder_id, orphans)
+
     async def _delete(self, target: FolderTarget, deletes: Sequence[Action]) -> None:
         by_uuid = {a.uuid: a for a in deletes if a.uuid is not None}
         failed: set[str] = set()
@@ -255,12 +308,34 @@ class Executor:
                 log.debug("job_done", op="delete", path=action.path, uuid=uuid)
 
     def _record(
-        self, target: FolderTarget, local: LocalFile, sha1: str, uuid: str, remote_sha1: str | None
+        self,
+        target: FolderTarget,
+        local: LocalFile,
+        sha1: str,
+        uuid: str,
+        remote_sha1: str | None,
+        *,
+        foreign: bool = False,
     ) -> None:
         self.state.record(
             target.folder_id,
-            Known(local.path, local.size, local.mtime_ns, local.inode, sha1, uuid, remote_sha1),
+            Known(
+                local.path,
+                local.size,
+                local.mtime_ns,
+                local.inode,
+                sha1,
+                uuid,
+                remote_sha1,
+                foreign,
+            ),
         )
+
+    def _orphaned_paths(self, target: FolderTarget, uuid: str) -> None:
+        # Those files are synced again by the next run, which lists the DAM in full.
+        paths = self.state.forget_uuid(target.folder_id, uuid)
+        self.needs_listing = True
+        log.warning("shared_asset_removed_by_dam", uuid=uuid, paths=paths)
 
     def _vanished(self, local: LocalFile) -> None:
         # Deleted between scan and upload: not an error; the next run deletes it remotely
@@ -273,6 +348,20 @@ class Executor:
         self.state.park(target.folder_id, action.path, action.op.value, reason)
         self.progress.advance(1, 0)
         log.warning("job_failed", op=action.op.value, path=action.path, error=reason)
+
+
+def _explain(exc: DamError, action: Action) -> str:
+    if isinstance(exc, NameConflict) and action.uuid is None:
+        return (
+            f"{exc}; the DAM already holds a different file of this name that syncd did not"
+            " upload: set delete_unknown = true on the folder to replace it"
+        )
+    return str(exc)
+
+
+def _dam_path(target: FolderTarget, path: str) -> str:
+    folder, name = remote_location(target.remote, path)
+    return f"{folder.rstrip('/')}/{name}"
 
 
 def _restat(root: Path, local: LocalFile) -> LocalFile | None:

@@ -402,3 +402,28 @@ async def test_default_config_path_from_environment(tmp_path, emulator):
     run = await run_syncd("--initial-sync", env={"SYNCD_CONFIG": str(cfg)})
     assert run.code == 0, run.stderr
     assert len(dam_tree(emulator, "/x")) == 2
+
+
+async def test_bad_exclude_pattern_exits_78(tmp_path, emulator):
+    root = tree(tmp_path / "src", 1)
+    cfg = write_config(
+        tmp_path / "c.toml", emulator, [{"local": str(root), "remote": "/x", "exclude": ["!"]}]
+    )
+    run = await run_syncd("--config", cfg, "--initial-sync")
+    assert run.code == 78
+    assert "folders[0].exclude[0]" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+async def test_unknown_project_token_exits_78(tmp_path, emulator):
+    root = tree(tmp_path / "src", 1)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[dam]\ntoken = "nosuchproject"\nbase_url = "{emulator.url}"\n\n'
+        f'[[folders]]\nlocal = "{root}"\nremote = "/x"\n'
+    )
+    run = await run_syncd("--config", cfg, "--initial-sync")
+    assert run.code == 78
+    assert str(cfg) in run.stderr
+    assert "dam.token" in run.stderr
+    assert "Traceback" not in run.stderr

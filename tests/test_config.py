@@ -519,3 +519,23 @@ def test_default_config_path(
     monkeypatch.setenv("HOME", "/home/u")  # for "~" in $SYNCD_CONFIG
     got = default_config_path({"HOME": "/home/u", **env})
     assert got == (system if expected == "SYSTEM" else Path(expected))
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://api.filerobot.com", True),
+        ("http://127.0.0.1:8750", True),
+        ("http://localhost:8750", True),
+        ("http://api.filerobot.com", False),
+        ("http://10.0.0.5", False),
+    ],
+)
+def test_plain_http_only_on_loopback(root: Path, url: str, ok: bool) -> None:
+    data = minimal()
+    data["dam"]["base_url"] = url
+    if ok:
+        assert config_from_dict(data, root / "c.toml").dam.base_url == url
+    else:
+        with pytest.raises(ConfigError, match="dam.base_url: .*use https"):
+            config_from_dict(data, root / "c.toml")

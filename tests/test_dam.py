@@ -192,13 +192,18 @@ async def test_same_content_and_name_is_adopted_with_200(emulator, dam):
     assert requests(emulator, "POST") == 2  # a 200 with "status":"error" is not retried here
 
 
-async def test_sha1_conflict_with_refused_duplicates_is_adopted(emulator, dam):
+async def test_sha1_conflict_names_where_the_identical_asset_lives(emulator, dam):
     emulator.configure({"duplicates": "refuse"})
     first = await upload(dam, "/a", "one.txt", b"content")
     other = await upload(dam, "/b", "two.txt", b"content")
     assert other.adopted
     assert other.uuid == first.uuid
+    # The caller must know the asset is not at /b/two.txt, so it never deletes it.
+    assert other.elsewhere == "/a/one.txt"
     assert [r.original_path for r in emulator.files()] == ["/a/one.txt"]
+    same = await upload(dam, "/a", "one.txt", b"content")
+    assert same.adopted
+    assert same.elsewhere is None  # same folder and name: that asset is this file's
 
 
 async def test_same_name_refused_is_a_name_conflict(emulator, dam):

@@ -325,9 +325,7 @@ async def test_naming(
     assert emu.files()[0].original_path == "/n/shot.png"
 
 
-@pytest.mark.parametrize("naming", ["keep", "suffix"])
-async def test_same_name_policies(emu: Emulator, http: aiohttp.ClientSession, naming: str) -> None:
-    emu.configure({"naming": naming})
+async def test_same_name_policies(emu: Emulator, http: aiohttp.ClientSession) -> None:
     _, first = await put(http, emu, "/p", "a.txt", b"v1")
     old = first["file"]["uuid"]
     _, over = await put(http, emu, "/p", "a.txt", b"v2")
@@ -349,6 +347,21 @@ async def test_same_name_policies(emu: Emulator, http: aiohttp.ClientSession, na
         "FILE_ALREADY_EXISTS",
         current,
     )
+
+
+@pytest.mark.parametrize("policy", ["override", "version", "refuse"])
+async def test_random_names_never_collide(
+    emu: Emulator, http: aiohttp.ClientSession, policy: str
+) -> None:
+    emu.configure({"naming": "suffix", "same_name": policy})
+    _, first = await put(http, emu, "/p", "a.txt", b"v1")
+    status, second = await put(http, emu, "/p", "a.txt", b"v2")
+    assert status == 200
+    assert second["file"]["uuid"] != first["file"]["uuid"]
+    assert sorted(r.sha1 for r in emu.files()) == sorted([sha1(b"v1"), sha1(b"v2")])
+    # Identical content under the same original name is still cancelled.
+    status, same = await put(http, emu, "/p", "a.txt", b"v2")
+    assert same["code"] == "SAME_ASSET_EXISTS_SKIP_UPLOAD"
 
 
 async def test_same_asset_and_sha1_conflict(emu: Emulator, http: aiohttp.ClientSession) -> None:

@@ -101,15 +101,17 @@ def test_override_replaces_the_asset_with_a_new_uuid() -> None:
     assert store.blobs.get(second) == b"two"
 
 
-def test_suffix_naming_collides_on_the_original_name() -> None:
+def test_suffix_naming_compares_original_names_only_for_identical_content() -> None:
     store = make_store(naming="suffix", same_name="refuse")
     uuid = up(store, "/", "photo.jpg", b"one")
     stored = store.file(uuid)
     assert stored is not None
     assert re.fullmatch(r"photo-[A-Za-z0-9]{8}\.jpg", stored.name)
+    other = up(store, "/", "photo.jpg", b"two")  # random names: no same-name refusal
+    assert other != uuid
     with pytest.raises(EmulatorError) as caught:
-        up(store, "/", "photo.jpg", b"two")
-    assert caught.value.code == "FILE_ALREADY_EXISTS"
+        up(store, "/", "photo.jpg", b"one")
+    assert caught.value.code == "SAME_ASSET_EXISTS_SKIP_UPLOAD"
     assert caught.value.extra["existing_file_uuid"] == uuid
 
 

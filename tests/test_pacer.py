@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from syncd.errors import PermanentDamError, RateLimited, TransientDamError
-from syncd.pacer import Aimd, Backoff, Pacer
+from syncd.pacer import MAX_PAUSE_S, Aimd, Backoff, Pacer
 
 
 class FakeTime:
@@ -206,3 +206,42 @@ async def test_max_requests_per_second_spaces_requests():
     for _ in range(5):
         await pacer.call(req, what="x")
     assert t.now == pytest.approx(0.4)
+
+
+async def test_a_huge_retry_after_is_capped():
+    t = FakeTime()
+    pacer = Pacer(2, clock=t.clock, sleep=t.sleep)
+    calls = 0
+
+    async def limited() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RateLimited("come back in an hour", status=429, retry_after=3600.0)
+        return "ok"
+
+    assert await pacer.call(limited, what="x") == "ok"
+    assert t.sleeps == [MAX_PAUSE_S]
+
+
+@pytest.mark.parametrize(("status", "looks"), [(429, False), (503, True), (500, True)])
+async def test_only_a_429_skips_the_look_before_retrying(status, looks):
+    t = FakeTime()
+    pacer = Pacer(2, clock=t.clock, sleep=t.sleep)
+    calls = looked = 0
+
+    async def upload() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            error = RateLimited if status in (429, 503) else TransientDamError
+            raise error("busy", status=status)
+        return "uploaded"
+
+    async def look() -> str | None:
+        nonlocal looked
+        looked += 1
+        return None
+
+    assert await pacer.call(upload, what="x", before_retry=look) == "uploaded"
+    assert looked == (1 if looks else 0)

@@ -74,8 +74,8 @@ FULL = [
         {"a": lf("a", sha1="bb")},
         {},
         [rf("a", "r1")],
-        {("update", "a")},
-        id="DAM holds other content at the path: replace",
+        {("upload", "a")},
+        id="DAM holds other content syncd did not upload: upload beside, never over it",
     ),
     pytest.param(
         {"a": lf("a")},
@@ -138,6 +138,22 @@ def test_unknown_remote_files_are_counted_not_deleted():
 def test_adopt_carries_uuid_and_remote_sha1():
     (action,) = plan({"a": lf("a", sha1="aa")}, {}, group_remote([rf("a", "r1")]), DEFAULT).actions
     assert action == Action(Op.ADOPT, "a", lf("a", sha1="aa"), "r1", "aa")
+
+
+def test_unknown_content_at_the_path_is_replaced_only_with_delete_unknown():
+    remote = group_remote([rf("a", "r1")])
+    kept = plan({"a": lf("a", sha1="bb")}, {}, remote, DEFAULT)
+    assert (kept.actions[0].op, kept.actions[0].uuid, kept.unknown_kept) == (Op.UPLOAD, None, 1)
+    replaced = plan({"a": lf("a", sha1="bb")}, {}, remote, DeletePolicy(delete_unknown=True))
+    assert (replaced.actions[0].op, replaced.actions[0].uuid) == (Op.REPLACE, "r1")
+
+
+def test_foreign_assets_are_never_deleted_or_replaced():
+    foreign = Known("a", 10, 1, 1, "aa", "elsewhere", "aa", foreign=True)
+    gone = plan({}, {"a": foreign}, None, DEFAULT, synced=2, local_total=1)
+    assert [(a.op, a.uuid) for a in gone.actions] == [(Op.FORGET, "elsewhere")]
+    changed = plan({"a": lf("a", size=99, mtime=2)}, {"a": foreign}, None, DEFAULT)
+    assert [(a.op, a.uuid) for a in changed.actions] == [(Op.UPLOAD, None)]
 
 
 def test_delete_unknown_deletes_remote_only_files():

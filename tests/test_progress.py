@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.model import Skip
-from syncd.progress import LogProgress, NullProgress, Summary, TtyProgress, human_bytes
+from syncd.progress import LogProgress, Summary, TtyProgress, human_bytes
 
 
 @pytest.mark.parametrize(
@@ -134,13 +134,6 @@ def test_log_progress_waits_for_its_interval():
         progress.advance(1, 5)
         progress.advance(1, 5)
     assert logs == []
-
-
-def test_null_progress_accepts_everything():
-    p = NullProgress()
-    p.add(1, 2)
-    p.advance(1, 2)
-    p.close()
 
 
 def test_tty_progress_draws_a_bar():

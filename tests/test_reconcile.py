@@ -584,3 +584,127 @@ async def test_failed_files_are_retried_by_a_full_listing_next_time(
     assert dam_tree(emulator, REMOTE) == local_tree(root)
     with State.open(config.state.path) as state:
         assert state.parked(state.folder_id(str(root), REMOTE)) == []
+
+
+# ---- review findings: assets syncd must never delete ------------------------------------
+
+
+async def test_an_identical_asset_elsewhere_is_adopted_but_never_deleted(emulator, tmp_path):
+    emulator.configure({"duplicates": "refuse"})
+    other_uuid = await put_on_dam(emulator, "/marketing", "logo.png", b"LOGO")
+    root = make_tree(tmp_path / "root", {"copy.png": b"LOGO", "keep.txt": b"k"})
+    config = config_for(tmp_path, emulator, folder(root))
+    summary, _ = await sync(config)
+    assert summary.ok
+    assert known(config, root)["copy.png"] == other_uuid
+    (root / "copy.png").unlink()
+    summary, _ = await sync(config)
+    assert summary.deleted == 0
+    assert "/marketing/logo.png" in {r.original_path for r in emulator.files()}
+    assert "copy.png" not in known(config, root)
+
+
+async def two_identical_files(emulator, tmp_path):
+    """one.txt uploaded, then an identical two.txt that the DAM maps to one.txt's asset."""
+    emulator.configure({"duplicates": "refuse"})
+    root = make_tree(tmp_path / "root", {"one.txt": b"same"})
+    config = config_for(tmp_path, emulator, folder(root))
+    await sync(config)
+    write(root / "two.txt", b"same")
+    await sync(config)
+    rows = known(config, root)
+    assert rows["one.txt"] == rows["two.txt"]
+    return root, config
+
+
+async def test_changing_the_adopting_file_keeps_the_shared_asset(emulator, tmp_path):
+    root, config = await two_identical_files(emulator, tmp_path)
+    write(root / "two.txt", b"two's new content")
+    summary, _ = await sync(config)
+    assert summary.ok
+    assert known(config, root)["one.txt"] in {r.uuid for r in emulator.files()}
+    assert dam_tree(emulator, REMOTE) == local_tree(root)
+
+
+async def test_changing_the_owning_file_resyncs_the_other_when_the_dam_drops_it(emulator, tmp_path):
+    root, config = await two_identical_files(emulator, tmp_path)
+    write(root / "one.txt", b"one's new content")
+    summary, _ = await sync(config)  # the DAM's override removes the shared asset
+    assert summary.ok
+    assert "two.txt" not in known(config, root)
+    summary, _ = await sync(config)  # lists the DAM in full and uploads two.txt again
+    assert summary.uploaded == 1
+    assert dam_tree(emulator, REMOTE) == local_tree(root)
+
+
+async def test_first_run_never_replaces_other_content_syncd_did_not_upload(emulator, tmp_path):
+    emulator.configure({"naming": "suffix"})
+    theirs = await put_on_dam(emulator, REMOTE, "a.txt", b"an edited copy someone keeps")
+    age(emulator, theirs)
+    root = make_tree(tmp_path / "root", {"a.txt": b"alpha"})
+    config = config_for(tmp_path, emulator, folder(root))
+    summary, _ = await sync(config)
+    assert summary.ok
+    assert summary.unknown_kept == 1
+    assert theirs in {r.uuid for r in emulator.files()}
+    assert sorted(r.sha1 for r in emulator.files()) == sorted(
+        [sha1(b"alpha"), sha1(b"an edited copy someone keeps")]
+    )
+
+
+async def test_refused_deletes_are_planned_again_with_force_delete(emulator, tmp_path):
+    for i in range(30):
+        age(emulator, await put_on_dam(emulator, REMOTE, f"old-{i}.txt", f"old {i}".encode()))
+    root = make_tree(tmp_path / "root", {"a.txt": b"alpha"})
+    config = config_for(tmp_path, emulator, folder(root, delete_unknown=True))
+    summary, _ = await sync(config)
+    assert summary.refused
+    assert summary.deleted == 0
+    assert len(emulator.files()) == 31
+    summary, _ = await sync(config, force_delete=True)
+    assert summary.ok
+    assert summary.deleted == 30
+    assert dam_tree(emulator, REMOTE) == local_tree(root)
+
+
+async def test_parked_files_that_are_gone_stop_forcing_full_listings(emulator, tmp_path):
+    root = make_tree(tmp_path / "root", {"a.txt": b"alpha", "big.bin": b"x" * 5000})
+    config = config_for(tmp_path, emulator, folder(root))
+    emulator.configure({"max_upload_bytes": 1000})
+    summary, _ = await sync(config)
+    assert [f.path for f in summary.failed] == ["big.bin"]
+    (root / "big.bin").unlink()
+    summary, _ = await sync(config)  # full listing: files failed last time
+    assert summary.ok
+    during = requests_during(emulator)
+    summary, _ = await sync(config)
+    assert summary.ok
+    assert during()[GET] <= 4  # key check, count, updated_after, final count: no listing
+
+
+async def test_an_old_asset_that_cannot_be_deleted_is_deleted_by_the_next_run(
+    emulator, tmp_path, monkeypatch
+):
+    emulator.configure({"naming": "suffix"})
+    root = make_tree(tmp_path / "root", {"a.txt": b"alpha"})
+    config = config_for(tmp_path, emulator, folder(root))
+    await sync(config)
+    old = known(config, root)["a.txt"]
+    write(root / "a.txt", b"alpha, edited")
+    real_delete = DamClient.delete
+
+    async def refuse(self: DamClient, uuid: str) -> None:
+        from syncd.errors import PermanentDamError
+
+        raise PermanentDamError("delete refused for the test", status=400)
+
+    monkeypatch.setattr(DamClient, "delete", refuse)
+    summary, _ = await sync(config)
+    assert summary.ok  # the new content is there; the old asset waits
+    assert old in {r.uuid for r in emulator.files()}
+    assert known(config, root)["a.txt"] != old
+    monkeypatch.setattr(DamClient, "delete", real_delete)
+    summary, _ = await sync(config)
+    assert summary.ok
+    assert old not in {r.uuid for r in emulator.files()}
+    assert dam_tree(emulator, REMOTE) == local_tree(root)

@@ -15,7 +15,7 @@ from syncd.errors import (
     RateLimited,
     TransientDamError,
 )
-from syncd.wire import classify, parse_retry_after, remote_file, uploaded
+from syncd.wire import classify, exact_count, parse_retry_after, remote_file, uploaded
 
 
 @pytest.mark.parametrize(
@@ -38,6 +38,7 @@ from syncd.wire import classify, parse_retry_after, remote_file, uploaded
         (200, {"status": "error", "code": "INTERNAL_ERROR"}, {}, TransientDamError),
         (400, {"status": "error", "code": "ERR_UNPROCESSABLE_ENTITY"}, {}, PermanentDamError),
         (413, {}, {}, PermanentDamError),
+        (302, {}, {"Location": "https://elsewhere.example"}, PermanentDamError),
     ],
 )
 def test_classify(status, body, headers, expected):
@@ -126,3 +127,25 @@ def test_uploaded_variants():
     assert (same.uuid, same.adopted) == ("e1", True)
     with pytest.raises(TransientDamError):
         uploaded({"status": "success"}, "x")
+
+
+def test_a_redirect_is_refused_with_a_hint():
+    error = classify(301, {}, {"Location": "https://new.example/x"})
+    assert error is not None
+    assert "https://new.example/x" in error.message
+    assert "dam.base_url" in error.message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"stats": {"approx_files_count": 7, "approx_files_count_method": "COUNT_EXACT"}}, 7),
+        ({"stats": {"approx_files_count": 7, "approx_files_count_method": "ESTIMATE"}}, None),
+        ({"stats": {"approx_files_count": 7}}, None),
+        ({"stats": {"approx_files_count": 7}, "info": {"total_files_count": 8}}, 8),
+        ({"base": {"count": {"files_recursive": 9}}}, 9),
+        ({}, None),
+    ],
+)
+def test_exact_count_trusts_only_exact_figures(body, expected):
+    assert exact_count(body) == expected

@@ -218,7 +218,9 @@ async def test_replace_with_suffix_naming_deletes_the_old_asset_after_the_new_on
 
     monkeypatch.setattr(rig.dam, "delete", spy)
     await rig.run([rig.replace("a.jpg", old_uuid)])
-    assert seen_at_delete == [(old_uuid, {sha1(b"new content")})]
+    # Random names never collide, so the old asset is still there when the new one lands:
+    # syncd deletes it, and only after the new content is committed.
+    assert seen_at_delete == [(old_uuid, {sha1(b"old"), sha1(b"new content")})]
     (rec,) = rig.emu.files()
     assert rec.original_name == "a.jpg"
     assert rec.name != "a.jpg"

@@ -64,7 +64,8 @@ def check_upload(
         same_content: every file in the project with content `sha1`.
 
     Returns:
-        The existing file to override or version, or None for a plain new file.
+        The existing file to override or version, or None for a plain new file (always
+        None unless the project keeps original names).
 
     Raises:
         EmulatorError: `SAME_ASSET_EXISTS_SKIP_UPLOAD` (built in, always on),
@@ -92,7 +93,9 @@ def check_upload(
                 similar_file_path=other.path,
                 info=context,
             )
-    if not same_name:
+    if not same_name or options.naming != "keep":
+        # Random stored names never collide: the same-name policy has nothing to act on,
+        # and the earlier file stays beside the new one.
         return None
     target = same_name[0]
     if options.same_name == "refuse":
