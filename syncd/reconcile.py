@@ -116,6 +116,8 @@ class _FolderRun:
         self.folder_id = state.folder_id(str(folder.local), folder.remote)
         self.bookmark = state.bookmark(self.folder_id)
         self.filt = SyncdFilter(folder.local, folder.exclude)
+        # The DAM's recursive file count as this run first saw it.
+        self.seen_count: int | None = None
 
     async def reconcile(self, executor: Executor, out: TextIO) -> None:
         """Make the DAM folder mirror the local one (or print the plan)."""
@@ -187,7 +189,7 @@ class _FolderRun:
             unknown_kept=b.unknown_kept,
         )
         if reason is None:
-            count = await self.dam.count(remote_root)
+            count = self.seen_count = await self.dam.count(remote_root)
             if count is None or count != b.remote_count:
                 reason = f"remote file count {count} differs from {b.remote_count}"
             else:
@@ -200,7 +202,9 @@ class _FolderRun:
             log.info("remote_unchanged", folder_remote=remote_root)
             return None
         log.info("remote_full_listing", folder_remote=remote_root, reason=reason)
-        return group_remote([r async for r in self.dam.list_files(remote_root)])
+        listing = [r async for r in self.dam.list_files(remote_root)]
+        self.seen_count = len(listing)
+        return group_remote(listing)
 
     async def _decide(
         self, scanned: ScanResult, remote: dict[str, list[RemoteFile]] | None
@@ -287,7 +291,10 @@ class _FolderRun:
         failed_now = [f.path for f in self.summary.failed[failed_before:]]
         self.state.keep_parked_only(target.folder_id, failed_now)
         count = None
-        if clean and not failed_now and not decided.refused and not executor.needs_listing:
+        trusted = clean and not failed_now and not decided.refused and not executor.needs_listing
+        if trusted and not decided.actions:
+            count = self.seen_count  # nothing changed it since it was read
+        elif trusted:
             try:
                 count = await self.dam.count(self.folder.remote)
             except AuthError:
