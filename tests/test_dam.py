@@ -403,9 +403,10 @@ async def test_a_dam_slower_than_the_timeout_is_a_transient_error(emulator, pace
         async with DamClient(emulator.url, TOKEN, KEY, pacer, timeout_s=0.03) as dam:
             with pytest.raises(TransientDamError, match="TimeoutError"):
                 await dam.count("/")
+            # Counted on the client: the server may not have logged the last attempt yet.
+            assert dam.requests == FAST.max_attempts
             with pytest.raises(TransientDamError):
                 await dam.upload("/t", "x.txt", lambda: b"x", stream=True)
-    assert requests(emulator, "GET") == FAST.max_attempts
 
 
 @pytest.mark.parametrize("style", ["seconds", "date"])
