@@ -54,6 +54,10 @@ class DamConfig:
     connect_timeout_s: float
     workers: int
     stream_threshold_bytes: int  # larger files use the streaming PUT upload
+    max_requests_per_second: float  # 0: no hard cap (the pacer still backs off on 429)
+    max_attempts: int  # per request, before a file is parked
+    backoff_base_s: float  # first retry waits up to this; doubles per attempt
+    backoff_max_s: float  # no retry waits longer
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +239,12 @@ _DAM: Final = {
     "stream_threshold_mb": _Key(
         "number", 64, lambda v, b: max(1, int(_POSITIVE(v, b) * _MIB)), "stream_threshold_bytes"
     ),
+    "max_requests_per_second": _Key(
+        "number", 0.0, _rule(lambda v: 0 <= v < math.inf, "0 (off) or more", to=float)
+    ),
+    "max_attempts": _Key("integer", 6, _rule(lambda v: 1 <= v <= 100, "1 to 100")),
+    "backoff_base_s": _Key("number", 0.5, _POSITIVE),
+    "backoff_max_s": _Key("number", 30.0, _POSITIVE),
 }
 _STATE: Final = {"path": _Key("string", None, _path)}  # None: default_state_path()
 _SYNC: Final = {

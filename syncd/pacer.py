@@ -5,6 +5,11 @@ It owns three things:
 * **concurrency**: how many requests may be in flight. It drops by half on a rate-limit
   signal (429 or 503) and climbs back by one per window of successes (AIMD), so a
   rate-limited DAM sees fewer parallel requests rather than the same storm again;
+* **rate**: the first quota signal (a 429, or a 503 with `Retry-After`) also sets a request
+  rate just under the one the DAM was accepting, and requests are spaced to it; it then
+  grows by 1% a second while the DAM keeps accepting (AIMD on the rate). Concurrency alone
+  cannot hold a fast DAM to a quota of N requests/s, spacing can; an optional hard cap
+  comes from the config;
 * **pauses**: on a rate-limit signal *every* worker waits, for `Retry-After` when the DAM
   sent one, otherwise for an exponential backoff with full jitter;
 * **retries**: transient failures are retried with backoff up to a limit, then re-raised
@@ -18,9 +23,10 @@ from __future__ import annotations
 
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
@@ -28,7 +34,7 @@ import structlog
 
 from syncd.errors import RateLimited, TransientDamError
 
-__all__ = ["Aimd", "Backoff", "Pacer"]
+__all__ = ["Aimd", "Backoff", "LearnedRate", "Pacer"]
 
 T = TypeVar("T")
 
@@ -95,6 +101,51 @@ class Aimd:
         return self.allowed != before
 
 
+@dataclass
+class LearnedRate:
+    """The request rate a rate-limited DAM accepts, learned from its own answers.
+
+    Unknown (no limit) until the first rate-limit signal. Then it is set a little under the
+    rate of accepted requests over the last `window_s` seconds (counted over at least one
+    second, so an opening burst does not read as a huge rate), and it grows by `growth`
+    per second of accepted requests until the DAM pushes back again.
+    """
+
+    window_s: float = 2.0
+    under: float = 0.95
+    growth: float = 0.01
+    floor: float = 0.5
+    min_samples: int = 5
+    rate: float | None = None
+    _accepted: deque[float] = field(default_factory=deque)
+    _last: float | None = None
+
+    def accepted(self, now: float) -> None:
+        """A request was accepted at `now`."""
+        self._accepted.append(now)
+        while self._accepted[0] < now - self.window_s:
+            self._accepted.popleft()
+        if self.rate is not None and self._last is not None:
+            self.rate *= 1.0 + self.growth * (now - self._last)
+        self._last = now
+
+    def limited(self, now: float) -> float | None:
+        """The DAM refused a request at `now`; returns the new rate (None while too few
+        requests were accepted lately to tell: then only pauses and concurrency act)."""
+        while self._accepted and self._accepted[0] < now - self.window_s:
+            self._accepted.popleft()
+        if len(self._accepted) < self.min_samples:
+            # Too little traffic lately to measure: just step down from what was allowed.
+            if self.rate is not None:
+                self.rate = max(self.floor, self.rate * 0.9)
+            return self.rate
+        span = max(1.0, now - self._accepted[0])
+        seen = self.under * len(self._accepted) / span
+        self.rate = max(self.floor, seen if self.rate is None else min(seen, self.rate * 0.9))
+        self._last = now
+        return self.rate
+
+
 class Pacer:
     """Shared request pacing: concurrency limit, global pauses, optional rate cap,
     retries.
@@ -118,7 +169,9 @@ class Pacer:
     ) -> None:
         self.backoff = backoff or Backoff()
         self.aimd = Aimd(maximum=concurrency)
-        self._interval = 1.0 / max_requests_per_second if max_requests_per_second else 0.0
+        self.learned = LearnedRate()
+        self._cap_interval = 1.0 / max_requests_per_second if max_requests_per_second else 0.0
+        self._interval = self._cap_interval
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -153,7 +206,8 @@ class Pacer:
             if self._interval:
                 start = max(now, self._next_start)
                 self._next_start = start + self._interval
-                if start > now:
+                # Lateness under a millisecond is not worth a trip through the loop.
+                if start > now + 0.001:
                     # The slot is claimed before sleeping so other workers queue behind it.
                     self._in_flight += 1
                     try:
@@ -194,7 +248,7 @@ class Pacer:
                 try:
                     result = await fn()
                 except RateLimited as exc:
-                    self._on_rate_limited(exc.retry_after, generation, what)
+                    self._on_rate_limited(exc, generation, what)
                     error: TransientDamError = exc
                 except TransientDamError as exc:
                     error = exc
@@ -232,13 +286,17 @@ class Pacer:
 
     def _on_success(self) -> None:
         self._limited_streak = 0
+        self.learned.accepted(self._clock())
+        if self.learned.rate is not None:
+            self._interval = max(self._cap_interval, 1.0 / self.learned.rate)
         before = self.aimd.allowed
         if self.aimd.increase() and self.aimd.allowed == self.aimd.maximum:
             log.info("pacer_recovered", concurrency=f"{before}→{self.aimd.allowed}")
         self._wake()
 
-    def _on_rate_limited(self, retry_after: float | None, generation: int, what: str) -> None:
+    def _on_rate_limited(self, exc: RateLimited, generation: int, what: str) -> None:
         self.rate_limited += 1
+        retry_after = exc.retry_after
         before = self.aimd.allowed
         decreased = self.aimd.decrease(generation)
         if retry_after is not None:
@@ -252,11 +310,20 @@ class Pacer:
             return  # this round already paused everyone
         self._pause_until = max(self._pause_until, self._clock() + wait)
         if decreased:
+            # A 429, or a 503 that says when to come back, is a quota: learn its rate. A bare
+            # 503 may be an overloaded or failing node; pausing and fewer parallel
+            # requests answer that, without slowing every later request.
+            rate = self.learned.rate
+            if exc.status == 429 or retry_after is not None:
+                rate = self.learned.limited(self._clock())
+            if rate is not None:
+                self._interval = max(self._cap_interval, 1.0 / rate)
             self.waits += 1
             log.warning(
                 "rate_limited",
                 wait_s=round(wait, 2),
                 concurrency=f"{before}→{self.aimd.allowed}",
+                rate_per_s=round(rate, 1) if rate is not None else None,
                 retry_after=retry_after is not None,
                 request=what,
             )

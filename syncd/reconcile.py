@@ -26,7 +26,7 @@ from syncd.dam import DamClient
 from syncd.errors import AuthError, ConfigError, DamError
 from syncd.filters import SyncdFilter
 from syncd.model import Known, LocalFile, Op, RemoteFile, Skip
-from syncd.pacer import Pacer
+from syncd.pacer import Backoff, Pacer
 from syncd.plan import (
     DeletePolicy,
     FolderPlan,
@@ -67,7 +67,14 @@ async def initial_sync(
         ConfigError: the DAM does not know the project token.
     """
     summary = Summary()
-    pacer = Pacer(config.dam.workers)
+    dc = config.dam
+    pacer = Pacer(
+        dc.workers,
+        backoff=Backoff(
+            base_s=dc.backoff_base_s, cap_s=dc.backoff_max_s, max_attempts=dc.max_attempts
+        ),
+        max_requests_per_second=dc.max_requests_per_second or None,
+    )
     state = State.open(config.state.path, readonly=options.dry_run)
     try:
         async with DamClient(

@@ -262,9 +262,25 @@ class Executor:
         """Replace under a "refuse same name" policy: upload aside, delete, rename."""
         stem, dot, ext = name.rpartition(".")
         temp = f"{stem or ext}.syncd-{secrets.token_hex(4)}{dot}{ext if stem else ''}"
-        uploaded = await self.dam.upload(
-            folder, temp, body, stream=stream, before_retry=self._look_first(source, folder, temp)
-        )
+        try:
+            uploaded = await self.dam.upload(
+                folder,
+                temp,
+                body,
+                stream=stream,
+                before_retry=self._look_first(source, folder, temp),
+            )
+        except NameConflict:
+            # Not even a fresh name is accepted: the one way left is delete, then upload.
+            log.warning("replace_by_delete_then_upload", folder=folder, name=name)
+            await self.dam.delete(old_uuid)
+            return await self.dam.upload(
+                folder,
+                name,
+                body,
+                stream=stream,
+                before_retry=self._look_first(source, folder, name),
+            )
         await self.dam.delete(old_uuid)
         await self.dam.rename(uploaded.uuid, name)
         return Uploaded(uuid=uploaded.uuid, name=name, remote_sha1=uploaded.remote_sha1)

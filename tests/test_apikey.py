@@ -15,7 +15,9 @@ SECRET = "s3cr3t-KEY-value"
 
 
 def dam(key_file: Path | None = None) -> DamConfig:
-    return DamConfig("abc123", "https://api.filerobot.com", key_file, 120.0, 10.0, 8, 1)
+    return DamConfig(
+        "abc123", "https://api.filerobot.com", key_file, 120.0, 10.0, 8, 1, 0.0, 6, 0.5, 30.0
+    )
 
 
 @pytest.fixture

@@ -83,6 +83,10 @@ def test_full_config(root: Path) -> None:
             "connect_timeout_s": 2.5,
             "workers": 64,
             "stream_threshold_mb": 0.5,
+            "max_requests_per_second": 40,
+            "max_attempts": 3,
+            "backoff_base_s": 0.25,
+            "backoff_max_s": 5,
         },
         "state": {"path": "/var/lib/syncd/state.db"},
         "sync": {"max_delete_percent": 50, "max_delete_count": 0},
@@ -109,6 +113,10 @@ def test_full_config(root: Path) -> None:
             connect_timeout_s=2.5,
             workers=64,
             stream_threshold_bytes=512 * 1024,
+            max_requests_per_second=40.0,
+            max_attempts=3,
+            backoff_base_s=0.25,
+            backoff_max_s=5.0,
         ),
         state=StateConfig(path=Path("/var/lib/syncd/state.db")),
         folders=(
@@ -130,6 +138,10 @@ def test_defaults(root: Path) -> None:
         connect_timeout_s=10.0,
         workers=8,
         stream_threshold_bytes=64 * 1024 * 1024,
+        max_requests_per_second=0.0,
+        max_attempts=6,
+        backoff_base_s=0.5,
+        backoff_max_s=30.0,
     )
     assert cfg.state.path == root / "home" / ".local" / "state" / "syncd" / "state.db"
     assert cfg.folders == (FolderConfig(root / "a", "/assets", (), False, 10.0, 25),)

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from syncd.errors import PermanentDamError, RateLimited, TransientDamError
-from syncd.pacer import MAX_PAUSE_S, Aimd, Backoff, Pacer
+from syncd.pacer import MAX_PAUSE_S, Aimd, Backoff, LearnedRate, Pacer
 
 
 class FakeTime:
@@ -245,3 +245,91 @@ async def test_only_a_429_skips_the_look_before_retrying(status, looks):
 
     assert await pacer.call(upload, what="x", before_retry=look) == "uploaded"
     assert looked == (1 if looks else 0)
+
+
+def test_learned_rate_is_unknown_until_the_dam_pushes_back():
+    r = LearnedRate()
+    for i in range(100):
+        r.accepted(i * 0.01)
+    assert r.rate is None
+
+
+def test_learned_rate_sits_just_under_what_was_accepted():
+    r = LearnedRate(window_s=2.0, under=0.95)
+    for i in range(200):  # 50 accepted per second for 4 s
+        r.accepted(i * 0.02)
+    assert r.limited(4.0) == pytest.approx(0.95 * 50, rel=0.03)
+
+
+def test_an_opening_burst_is_not_read_as_a_huge_rate():
+    r = LearnedRate()
+    for i in range(50):  # the DAM's whole bucket in 50 ms
+        r.accepted(i * 0.001)
+    assert r.limited(0.05) == pytest.approx(0.95 * 50)  # counted over one second
+
+
+def test_too_few_samples_teach_nothing():
+    r = LearnedRate(min_samples=5)
+    r.accepted(0.0)
+    assert r.limited(0.1) is None
+
+
+def test_learned_rate_grows_one_percent_a_second_and_drops_on_the_next_429():
+    r = LearnedRate(growth=0.01)
+    for i in range(100):
+        r.accepted(i * 0.05)  # 20/s
+    first = r.limited(5.0)
+    assert first is not None
+    r.accepted(15.0)  # ten quiet seconds later
+    assert r.rate == pytest.approx(first * 1.10)
+    again = r.limited(15.1)  # one sample in the window: step down by 10%
+    assert again == pytest.approx(first * 1.10 * 0.9)
+
+
+async def test_rate_limit_signal_spaces_requests_to_the_learned_rate():
+    t = FakeTime()
+    pacer = Pacer(8, clock=t.clock, sleep=t.sleep)
+
+    async def ok() -> None:
+        t.now += 0.001  # a fast DAM: 1 ms per request
+
+    for _ in range(20):
+        await pacer.call(ok, what="x")
+    calls = 0
+
+    async def limited_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RateLimited("slow down", status=429, retry_after=1.0)
+
+    await pacer.call(limited_once, what="x")
+    rate = pacer.learned.rate
+    assert rate is not None
+    start = t.now
+    for _ in range(10):
+        await pacer.call(ok, what="x")
+    # Ten requests now take about ten intervals of the learned rate, not 10 ms.
+    assert t.now - start == pytest.approx(10 / rate, rel=0.2)
+
+
+async def test_a_bare_503_pauses_but_teaches_no_rate():
+    t = FakeTime()
+    pacer = Pacer(8, clock=t.clock, sleep=t.sleep, rng=random.Random(2))
+
+    async def ok() -> None:
+        t.now += 0.001
+
+    for _ in range(20):
+        await pacer.call(ok, what="x")
+    calls = 0
+
+    async def overloaded_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RateLimited("overloaded", status=503)
+
+    await pacer.call(overloaded_once, what="x")
+    assert pacer.learned.rate is None
+    assert pacer.aimd.allowed == 4  # but concurrency halves

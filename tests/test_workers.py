@@ -17,7 +17,7 @@ import pytest
 import syncd.source
 from syncd.dam import DamClient
 from syncd.emulator import Emulator
-from syncd.errors import AuthError
+from syncd.errors import AuthError, NameConflict
 from syncd.model import Action, LocalFile, Op, Skip
 from syncd.pacer import Backoff, Pacer
 from syncd.progress import NullProgress, Summary
@@ -204,6 +204,24 @@ async def test_replace_when_the_project_refuses_same_names(rig, name):
     assert rec.uuid != old_uuid
     assert rig.known() == {f"d/{name}": (rec.uuid, sha1(b"brand new"))}
     assert dam_tree(rig.emu, REMOTE) == local_tree(rig.root)
+
+
+async def test_replace_falls_back_to_delete_then_upload_when_no_name_is_accepted(rig, monkeypatch):
+    rig.emu.configure({"same_name": "refuse"})
+    old_uuid = await upload_then_change(rig, "a.txt", b"old", b"brand new")
+    upload = rig.dam.upload
+
+    async def no_temporary_names(folder, name, *args, **kwargs):
+        if ".syncd-" in name:
+            raise NameConflict("names are locked", status=409)
+        return await upload(folder, name, *args, **kwargs)
+
+    monkeypatch.setattr(rig.dam, "upload", no_temporary_names)
+    summary = await rig.run([rig.replace("a.txt", old_uuid)])
+    assert summary.failed == []
+    (rec,) = rig.emu.files()
+    assert (rec.name, rec.sha1) == ("a.txt", sha1(b"brand new"))
+    assert rec.uuid != old_uuid
 
 
 async def test_replace_with_suffix_naming_deletes_the_old_asset_after_the_new_one(rig, monkeypatch):
