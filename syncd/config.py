@@ -32,6 +32,7 @@ __all__ = [
     "DamConfig",
     "FolderConfig",
     "StateConfig",
+    "SyncConfig",
     "config_from_dict",
     "default_config_path",
     "default_state_path",
@@ -77,12 +78,22 @@ class FolderConfig:
     delete_unknown: bool  # also delete remote files syncd never uploaded
     max_delete_percent: float  # a run deleting more than this share of the synced files ...
     max_delete_count: int  # ... and more than this many files is refused
+    force_polling: bool = False  # watch by polling (network filesystems); [sync] default
     label: str = field(default="", compare=False)  # `local` as written in the file
 
     @property
     def name(self) -> str:
         """A short name for messages and logs: the local path as written in the file."""
         return self.label or str(self.local)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    """How the daemon paces itself ([sync]); the delete limits are merged into folders."""
+
+    settle_ms: int = 300  # a file must keep its size and mtime this long before upload
+    reconcile_interval_s: float = 600.0  # full stat+state reconcile, catching missed events
+    shutdown_grace_s: float = 30.0  # on SIGTERM, in-flight uploads get this long to finish
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +104,7 @@ class Config:
     dam: DamConfig
     state: StateConfig
     folders: tuple[FolderConfig, ...]  # in file order, never empty
+    sync: SyncConfig = field(default_factory=SyncConfig)
 
 
 class _Invalid(Exception):
@@ -250,6 +262,12 @@ _STATE: Final = {"path": _Key("string", None, _path)}  # None: default_state_pat
 _SYNC: Final = {
     "max_delete_percent": _Key("number", 10.0, _PERCENT),
     "max_delete_count": _Key("integer", 25, _COUNT),
+    "force_polling": _Key("boolean", False),
+    "settle_ms": _Key("integer", 300, _rule(lambda v: 0 <= v <= 600_000, "0 to 600000")),
+    "reconcile_interval_s": _Key("number", 600.0, _POSITIVE),
+    "shutdown_grace_s": _Key(
+        "number", 30.0, _rule(lambda v: 0 <= v < math.inf, "0 or more", to=float)
+    ),
 }
 _FOLDER: Final = {
     "local": _Key("string", parse=_local_root),
@@ -258,6 +276,7 @@ _FOLDER: Final = {
     "delete_unknown": _Key("boolean", False),
     "max_delete_percent": _Key("number", None, _PERCENT),  # None: [sync]
     "max_delete_count": _Key("integer", None, _COUNT),
+    "force_polling": _Key("boolean", None),  # None: [sync]
 }
 _SECTIONS: Final = {"dam": _DAM, "state": _STATE, "sync": _SYNC, "folders": _FOLDER}
 _HEADERS: Final = {"dam": "[dam]", "state": "[state]", "sync": "[sync]", "folders": "[[folders]]"}
@@ -327,7 +346,7 @@ def _folders(raw: object, sync: Mapping[str, Any], base: Path) -> tuple[FolderCo
     folders = []
     for i, entry in enumerate(raw):
         values = _section(entry, "folders", f"folders[{i}]", base)
-        for name in ("max_delete_percent", "max_delete_count"):
+        for name in ("max_delete_percent", "max_delete_count", "force_polling"):
             values[name] = sync[name] if values[name] is None else values[name]
         folders.append(FolderConfig(**values, label=entry["local"]))
     return tuple(folders)
@@ -376,7 +395,12 @@ def config_from_dict(
         message = f"{source}: {exc.key}: {exc.message}"
         raise ConfigError(message.replace("\r", "\\r").replace("\n", "\\n")) from None
     state = StateConfig(state_path or default_state_path(env))
-    return Config(source=source, dam=dam, state=state, folders=folders)
+    daemon = SyncConfig(
+        settle_ms=sync["settle_ms"],
+        reconcile_interval_s=sync["reconcile_interval_s"],
+        shutdown_grace_s=sync["shutdown_grace_s"],
+    )
+    return Config(source=source, dam=dam, state=state, folders=folders, sync=daemon)
 
 
 def load_config(path: Path, *, env: Mapping[str, str] | None = None) -> Config:

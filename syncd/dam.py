@@ -400,6 +400,18 @@ class DamClient:
                 json_body={"files_uuids": chunk},
             )
 
+    async def move_files(self, uuids: list[str], folder: str) -> None:
+        """Move assets into `folder` (created if missing), keeping their uuids, in bulk
+        requests of at most `BULK`."""
+        for i in range(0, len(uuids), BULK):
+            chunk = uuids[i : i + BULK]
+            await self._call(
+                "POST",
+                "/files/move",
+                what=f"move {len(chunk)} files to {folder}",
+                json_body={"files_uuids": chunk, "new_folder_name": folder},
+            )
+
     async def rename(self, uuid: str, name: str) -> None:
         """Rename an asset in place; it keeps its uuid."""
         await self._call(

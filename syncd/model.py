@@ -97,18 +97,20 @@ class Op(enum.Enum):
     ADOPT = "adopt"  # the DAM already holds identical content: record it, upload nothing
     REFRESH = "refresh"  # stat changed but content did not: update the state row only
     FORGET = "forget"  # gone locally and on the DAM: drop the state row only
+    MOVE = "move"  # renamed or moved locally: rename/move the asset, keeping its uuid
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """One planned change. `local` is set for UPLOAD/REPLACE/ADOPT/REFRESH, `uuid` for
-    REPLACE/DELETE/ADOPT."""
+    """One planned change. `local` is set for UPLOAD/REPLACE/ADOPT/REFRESH/MOVE, `uuid` for
+    REPLACE/DELETE/ADOPT/MOVE; `source` is the old path of a MOVE."""
 
     op: Op
     path: str
     local: LocalFile | None = None
     uuid: str | None = None
     remote_sha1: str | None = None
+    source: str | None = None
 
 
 def remote_location(remote_root: str, path: str) -> tuple[str, str]:

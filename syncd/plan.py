@@ -13,7 +13,7 @@ Two modes:
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from syncd.model import Action, Known, LocalFile, Op, RemoteFile
 
@@ -24,6 +24,7 @@ __all__ = [
     "full_listing_reason",
     "group_remote",
     "needs_hash",
+    "pair_moves",
     "plan",
     "stat_changes",
 ]
@@ -104,6 +105,23 @@ def foreign_change(changes: Iterable[RemoteFile], known: Mapping[str, Known]) ->
         if k is None or k.uuid != r.uuid or r.sha1 not in (k.remote_sha1, k.sha1):
             return f"{r.path} changed on the DAM"
     return None
+
+
+def pair_moves(gone: Mapping[str, Known], new: Mapping[str, LocalFile]) -> list[tuple[str, str]]:
+    """Pair synced files that disappeared with new files that are the same file under
+    another name: same inode, size and mtime (a rename or move keeps all three, also for
+    every file of a renamed directory and for a case-only rename). Returns (old, new) path
+    pairs. Assets adopted from elsewhere (`foreign`) are never moved."""
+    by_inode: dict[tuple[int, int, int], list[str]] = {}
+    for path, k in gone.items():
+        if not k.foreign:
+            by_inode.setdefault((k.inode, k.size, k.mtime_ns), []).append(path)
+    pairs = []
+    for path, f in new.items():
+        olds = by_inode.get((f.inode, f.size, f.mtime_ns))
+        if olds:
+            pairs.append((olds.pop(), path))
+    return pairs
 
 
 def group_remote(remote: Iterable[RemoteFile]) -> dict[str, list[RemoteFile]]:
@@ -203,6 +221,7 @@ def plan(
         _plan_incremental(local, known, actions, deletes)
     else:
         _plan_full(local, known, remote, policy, result, deletes)
+    _moves_instead(local, known, actions, deletes)
 
     if still_used:
         shared = [d for d in deletes if d.uuid in still_used]
@@ -231,6 +250,34 @@ def plan(
         else:
             result.withheld_deletes = len(deletes)
     return result
+
+
+def _moves_instead(
+    local: Mapping[str, LocalFile],
+    known: Mapping[str, Known],
+    actions: list[Action],
+    deletes: list[Action],
+) -> None:
+    """Turn a delete of a synced file plus an upload of the same file under a new path into
+    one MOVE that keeps the asset (its uuid, metadata and links)."""
+    uploads = {a.path: a for a in actions if a.op is Op.UPLOAD}
+    gone = {p: k for p, k in known.items() if p not in local}
+    pairs = pair_moves(gone, {p: local[p] for p in uploads})
+    if not pairs:
+        return
+    moved_from = {old for old, _ in pairs}
+    moved_to = {new for _, new in pairs}
+    moved_uuids = {gone[old].uuid for old in moved_from}
+    actions[:] = [
+        a
+        for a in actions
+        if a.path not in moved_to and not (a.op is Op.FORGET and a.path in moved_from)
+    ]
+    deletes[:] = [d for d in deletes if d.uuid not in moved_uuids]
+    for old, new in pairs:
+        k = gone[old]
+        lf = replace(local[new], sha1=k.sha1)
+        actions.append(Action(Op.MOVE, new, lf, k.uuid, k.remote_sha1, source=old))
 
 
 class _Protected:

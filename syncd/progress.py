@@ -37,6 +37,7 @@ class Summary:
     uploaded: int = 0
     updated: int = 0
     deleted: int = 0
+    moved: int = 0
     adopted: int = 0
     unchanged: int = 0
     hashed: int = 0
@@ -63,6 +64,7 @@ class Summary:
             "uploaded": self.uploaded,
             "updated": self.updated,
             "deleted": self.deleted,
+            "moved": self.moved,
             "adopted": self.adopted,
             "unchanged": self.unchanged,
             "hashed": self.hashed,
@@ -82,7 +84,8 @@ class Summary:
         if counts:
             lines.append(
                 f"uploaded {self.uploaded}, updated {self.updated}, deleted {self.deleted},"
-                f" skipped {len(self.skipped)}, failed {len(self.failed)}"
+                + (f" moved {self.moved}," if self.moved else "")
+                + f" skipped {len(self.skipped)}, failed {len(self.failed)}"
                 f" · {human_bytes(self.bytes)} in {d:.1f} s"
                 + (f" ({human_bytes(self.bytes / d)}/s)" if d > 0 and self.bytes else "")
             )

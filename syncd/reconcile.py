@@ -346,7 +346,13 @@ async def _hash(
     return unreadable
 
 
-_VERBS = {Op.UPLOAD: "upload", Op.REPLACE: "update", Op.DELETE: "delete", Op.ADOPT: "match"}
+_VERBS = {
+    Op.UPLOAD: "upload",
+    Op.REPLACE: "update",
+    Op.DELETE: "delete",
+    Op.ADOPT: "match",
+    Op.MOVE: "move",
+}
 
 
 def _print_plan(out: TextIO, folder: FolderConfig, decided: FolderPlan) -> None:
@@ -359,7 +365,12 @@ def _print_plan(out: TextIO, folder: FolderConfig, decided: FolderPlan) -> None:
         size = a.local.size if a.local is not None else 0
         if a.op in (Op.UPLOAD, Op.REPLACE):
             nbytes += size
-        extra = f"  ({human_bytes(size)})" if a.local is not None else f"  (uuid {a.uuid})"
+        if a.op is Op.MOVE:
+            extra = f"  (from {a.source})"
+        elif a.local is not None:
+            extra = f"  ({human_bytes(size)})"
+        else:
+            extra = f"  (uuid {a.uuid})"
         out.write(f"  {verb:<7} {a.path}{extra}\n")
     if decided.refused:
         out.write(f"  REFUSED {decided.refused}\n")

@@ -92,8 +92,11 @@ class Executor:
             # Raised here rather than from a worker, so callers get the AuthError itself
             # and not an ExceptionGroup from the task group.
             raise self._fatal
+        moves = [a for a in actions if a.op is Op.MOVE]
+        if moves and self._fatal is None:
+            await self._move(target, moves)
         deletes = [a for a in actions if a.op is Op.DELETE]
-        if deletes:
+        if deletes and self._fatal is None:
             await self._delete(target, deletes)
         self.state.flush()
 
@@ -284,6 +287,48 @@ class Executor:
         await self.dam.delete(old_uuid)
         await self.dam.rename(uploaded.uuid, name)
         return Uploaded(uuid=uploaded.uuid, name=name, remote_sha1=uploaded.remote_sha1)
+
+    async def _move(self, target: FolderTarget, moves: Sequence[Action]) -> None:
+        """Renames and moves keep the asset: one bulk move per target folder, then a
+        rename where the name changed (a case-only rename included)."""
+        by_folder: dict[str, list[Action]] = {}
+        for a in moves:
+            assert a.source is not None
+            old_folder, _ = remote_location(target.remote, a.source)
+            new_folder, _ = remote_location(target.remote, a.path)
+            if new_folder != old_folder:
+                by_folder.setdefault(new_folder, []).append(a)
+        failed: set[str] = set()
+        for folder, group in by_folder.items():
+            try:
+                await self.dam.move_files([a.uuid for a in group if a.uuid], folder)
+            except AuthError:
+                raise
+            except DamError as exc:
+                for a in group:
+                    self._failed(target, a, str(exc))
+                    failed.add(a.path)
+        for a in moves:
+            if a.path in failed:
+                continue
+            assert a.source is not None
+            assert a.uuid is not None
+            assert a.local is not None
+            assert a.local.sha1 is not None
+            old_name = a.source.rpartition("/")[2]
+            new_name = a.path.rpartition("/")[2]
+            if new_name != old_name:
+                try:
+                    await self.dam.rename(a.uuid, new_name)
+                except AuthError:
+                    raise
+                except DamError as exc:
+                    self._failed(target, a, str(exc))
+                    continue
+            self.state.forget(target.folder_id, a.source)
+            self._record(target, a.local, a.local.sha1, a.uuid, a.remote_sha1)
+            self.summary.moved += 1
+            log.debug("job_done", op="move", path=a.path, source=a.source, uuid=a.uuid)
 
     async def _delete_orphans(self, target: FolderTarget) -> None:
         """Delete the assets earlier runs replaced but could not delete."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from syncd.model import Action, Known, LocalFile, Op, RemoteFile
-from syncd.plan import DeletePolicy, group_remote, needs_hash, plan, stat_changes
+from syncd.plan import DeletePolicy, group_remote, needs_hash, pair_moves, plan, stat_changes
 
 
 def lf(path: str, size: int = 10, mtime: int = 1, inode: int = 1, sha1: str | None = None):
@@ -268,3 +268,34 @@ def test_partial_inputs_use_the_folder_totals():
     assert "30 of 40" in result.refused
     result = plan({}, known, None, DEFAULT, synced=1000, local_total=970)
     assert result.count(Op.DELETE) == 30
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("a.jpg", "b.jpg"),  # rename
+        ("a.jpg", "sub/a.jpg"),  # move
+        ("d/a.jpg", "e/a.jpg"),  # directory rename
+        ("A.jpg", "a.jpg"),  # case-only rename
+    ],
+)
+def test_a_renamed_file_becomes_a_move_that_keeps_the_uuid(old, new):
+    known = {old: kn(old, "u1", inode=42), "other": kn("other", "u2", inode=7)}
+    local = {new: lf(new, inode=42), "other": lf("other", inode=7)}
+    for remote in (None, group_remote([rf(old, "u1"), rf("other", "u2")])):
+        result = plan(local, known, remote, DEFAULT)
+        assert [(a.op, a.path, a.source, a.uuid) for a in result.actions] == [
+            (Op.MOVE, new, old, "u1")
+        ]
+
+
+def test_a_renamed_and_edited_file_is_not_a_move():
+    known = {"a.jpg": kn("a.jpg", "u1", inode=42)}
+    local = {"b.jpg": lf("b.jpg", size=99, mtime=5, inode=42)}
+    result = plan(local, known, None, DEFAULT)
+    assert ops(result.actions) == {("upload", "b.jpg"), ("delete", "a.jpg")}
+
+
+def test_pair_moves_never_moves_a_foreign_asset():
+    gone = {"a": Known("a", 10, 1, 42, "aa", "x", "aa", foreign=True)}
+    assert pair_moves(gone, {"b": lf("b", inode=42)}) == []

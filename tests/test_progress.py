@@ -63,6 +63,7 @@ def test_summary_as_dict():
         "uploaded": 3,
         "updated": 1,
         "deleted": 2,
+        "moved": 0,
         "adopted": 4,
         "unchanged": 5,
         "hashed": 6,

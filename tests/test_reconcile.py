@@ -708,3 +708,22 @@ async def test_an_old_asset_that_cannot_be_deleted_is_deleted_by_the_next_run(
     assert summary.ok
     assert old not in {r.uuid for r in emulator.files()}
     assert dam_tree(emulator, REMOTE) == local_tree(root)
+
+
+async def test_renames_and_moves_keep_their_assets(emulator, tmp_path, root):
+    config = config_for(tmp_path, emulator, folder(root))
+    await sync(config)
+    before = known(config, root)
+    os.rename(root / "a.txt", root / "A.txt")  # case-only
+    os.rename(root / "sub", root / "moved")  # a directory, with a subdirectory
+    os.rename(root / "x" / "y" / "z.bin", root / "z-renamed.bin")  # across directories
+    summary, _ = await sync(config)
+    assert summary.ok
+    assert (summary.uploaded, summary.deleted, summary.moved) == (0, 0, 4)
+    after = known(config, root)
+    assert after["A.txt"] == before["a.txt"]
+    assert after["moved/d.jpg"] == before["sub/d.jpg"]
+    assert after["moved/deep/e & f.png"] == before["sub/deep/e & f.png"]
+    assert after["z-renamed.bin"] == before["x/y/z.bin"]
+    assert dam_tree(emulator, REMOTE) == local_tree(root)
+    assert emulator.stats.uploads_committed == len(TREE)
