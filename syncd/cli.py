@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--initial-sync",
         action="store_true",
-        help="reconcile every folder once so the DAM mirrors it, then exit",
+        help="reconcile every folder once so the DAM mirrors it, then exit"
+        " (without it, syncd keeps running and syncs every change)",
     )
     p.add_argument(
         "--dry-run", action="store_true", help="print the plan (uploads, updates, deletes) only"
@@ -114,11 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if config.dam.key_file is not None and (warning := key_file_warning(config.dam.key_file)):
         log.warning("key_file_permissions", warning=warning)
     if not args.initial_sync:
-        return _fail(
-            "syncd: the live daemon mode is not available in this version yet;"
-            " run 'syncd --initial-sync' to mirror the folders once",
-            EXIT_USAGE,
-        )
+        if args.dry_run:
+            return _fail("syncd: --dry-run needs --initial-sync", EXIT_USAGE)
+        return run_daemon(config, key)
     options = RunOptions(dry_run=args.dry_run, verify=args.verify, force_delete=args.force_delete)
     return run_initial_sync(config, key, options, console=console)
 
@@ -153,6 +152,27 @@ def run_initial_sync(config: Config, key: str, options: RunOptions, *, console: 
         )
     _report(summary, console, sys.stderr, dry_run=options.dry_run)
     return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def run_daemon(config: Config, key: str) -> int:
+    """Run the daemon until SIGTERM/SIGINT and return the exit code."""
+    from syncd.daemon import Daemon
+
+    daemon = Daemon(config, key)
+    try:
+        anyio.run(daemon.run)
+    except AuthError as exc:
+        return _fail(
+            f"syncd: {exc}. Check the API key and its permissions (see README, 'API key').",
+            EXIT_NOPERM,
+        )
+    except ConfigError as exc:
+        return _fail(f"syncd: configuration error: {exc}", EXIT_CONFIG)
+    except (StateError, DamError) as exc:
+        return _fail(f"syncd: {exc}", EXIT_FAILED)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return EXIT_INTERRUPTED if daemon.forced else EXIT_OK
 
 
 def _report(summary: Summary, console: bool, out: TextIO, *, dry_run: bool) -> None:

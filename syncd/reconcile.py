@@ -12,6 +12,7 @@ listed in full.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -43,7 +44,7 @@ from syncd.source import hash_file
 from syncd.state import State
 from syncd.workers import Executor, FolderTarget
 
-__all__ = ["RunOptions", "initial_sync"]
+__all__ = ["FolderRun", "RunOptions", "check_access", "initial_sync", "make_dam", "make_pacer"]
 
 log = structlog.get_logger("syncd.reconcile")
 
@@ -67,33 +68,15 @@ async def initial_sync(
         ConfigError: the DAM does not know the project token.
     """
     summary = Summary()
-    dc = config.dam
-    pacer = Pacer(
-        dc.workers,
-        backoff=Backoff(
-            base_s=dc.backoff_base_s, cap_s=dc.backoff_max_s, max_attempts=dc.max_attempts
-        ),
-        max_requests_per_second=dc.max_requests_per_second or None,
-    )
+    pacer = make_pacer(config)
     state = State.open(config.state.path, readonly=options.dry_run)
     try:
-        async with DamClient(
-            config.dam.base_url,
-            config.dam.token,
-            key,
-            pacer,
-            workers=config.dam.workers,
-            timeout_s=config.dam.timeout_s,
-            connect_timeout_s=config.dam.connect_timeout_s,
-        ) as dam:
-            try:
-                await dam.check_access()
-            except ConfigError as exc:
-                raise ConfigError(f"{config.source}: {exc}") from None
+        async with make_dam(config, key, pacer) as dam:
+            await check_access(dam, config)
             executor = Executor(dam, state, summary, progress, workers=config.dam.workers)
             for folder in config.folders:
                 with structlog.contextvars.bound_contextvars(folder=folder.name):
-                    run = _FolderRun(folder, config, dam, state, options, summary)
+                    run = FolderRun(folder, config, dam, state, options, summary)
                     await run.reconcile(executor, out)
     finally:
         progress.close()
@@ -101,7 +84,40 @@ async def initial_sync(
     return summary
 
 
-class _FolderRun:
+def make_pacer(config: Config) -> Pacer:
+    """The one pacer of a process, from the [dam] settings."""
+    dc = config.dam
+    return Pacer(
+        dc.workers,
+        backoff=Backoff(
+            base_s=dc.backoff_base_s, cap_s=dc.backoff_max_s, max_attempts=dc.max_attempts
+        ),
+        max_requests_per_second=dc.max_requests_per_second or None,
+    )
+
+
+def make_dam(config: Config, key: str, pacer: Pacer) -> DamClient:
+    """The DAM client of a process, from the [dam] settings."""
+    return DamClient(
+        config.dam.base_url,
+        config.dam.token,
+        key,
+        pacer,
+        workers=config.dam.workers,
+        timeout_s=config.dam.timeout_s,
+        connect_timeout_s=config.dam.connect_timeout_s,
+    )
+
+
+async def check_access(dam: DamClient, config: Config) -> None:
+    """Fail fast on a rejected key (`AuthError`) or an unknown token (`ConfigError`)."""
+    try:
+        await dam.check_access()
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source}: {exc}") from None
+
+
+class FolderRun:
     """One reconcile of one folder: survey both sides, decide, carry out."""
 
     def __init__(
@@ -136,7 +152,7 @@ class _FolderRun:
         if self.options.dry_run:
             _print_plan(out, self.folder, decided)
             return
-        await self._carry_out(executor, decided, remote, clean=not unreadable)
+        await self.carry_out(executor, decided, remote, clean=not unreadable)
 
     def _unusable(self, problem: str) -> None:
         self.summary.refused.append(f"{self.folder.name}: {problem}; nothing was synced or deleted")
@@ -229,6 +245,43 @@ class _FolderRun:
             known = self.state.known(self.folder_id)
             gone = [p for p in known if p not in local]
             synced = len(known)
+        return await self._plan(scanned, local, known, gone, synced, total, remote)
+
+    async def decide_paths(
+        self, scanned: ScanResult, rels: Iterable[str]
+    ) -> tuple[FolderPlan, list[Skip]]:
+        """The daemon's decision for just the paths the watcher reported; `scanned` is
+        `scan_paths` of them. A reported path that is gone and was a synced directory
+        stands for every synced file under it."""
+        rels = list(rels)
+        known = self.state.known_for(self.folder_id, [*scanned.files, *rels])
+        for rel in rels:
+            if rel not in scanned.files and rel not in known:
+                known.update(self.state.known_under(self.folder_id, rel))
+        local = {
+            p: f for p, f in scanned.files.items() if p not in known or not known[p].same_stat(f)
+        }
+        gone = [p for p in known if p not in scanned.files]
+        # The root is known to be there (checked before); an emptied root still refuses
+        # deletes, judged by a look at it rather than by this partial scan.
+        total = 0 if _is_empty(self.root) else max(1, len(scanned.files))
+        synced = self.state.count(self.folder_id)
+        return await self._plan(scanned, local, known, gone, synced, total, None, tally=False)
+
+    async def _plan(
+        self,
+        scanned: ScanResult,
+        local: dict[str, LocalFile],
+        known: dict[str, Known],
+        gone: list[str],
+        synced: int,
+        total: int,
+        remote: dict[str, list[RemoteFile]] | None,
+        *,
+        tally: bool = True,
+    ) -> tuple[FolderPlan, list[Skip]]:
+        """Hash what the decision needs, then plan. Returns the plan and the files that
+        could not be read."""
         to_hash = needs_hash(local, known, remote)
         self.summary.hashed += len(to_hash)
         unreadable = await _hash(self.root, local, to_hash, self.config.dam.workers)
@@ -254,8 +307,9 @@ class _FolderRun:
             still_used=self._still_used(known, gone, local, remote),
         )
         self.summary.unknown_kept += decided.unknown_kept
-        touched = sum(1 for a in decided.actions if a.local is not None)
-        self.summary.unchanged += total - len(unreadable) - touched
+        if tally:
+            touched = sum(1 for a in decided.actions if a.local is not None)
+            self.summary.unchanged += total - len(unreadable) - touched
         if decided.refused:
             self.summary.refused.append(f"{self.folder.name}: {decided.refused}")
             log.error("deletes_refused", reason=decided.refused, withheld=decided.withheld_deletes)
@@ -278,15 +332,18 @@ class _FolderRun:
         leaving = Counter(gone_uuids)
         return {u for u, n in refs.items() if n > leaving[u]}
 
-    async def _carry_out(
+    async def carry_out(
         self,
         executor: Executor,
         decided: FolderPlan,
         remote: dict[str, list[RemoteFile]] | None,
         *,
         clean: bool,
+        partial: bool = False,
     ) -> None:
-        """Run the plan, then bookmark the DAM side for the next run's cheap check."""
+        """Run the plan, then bookmark the DAM side for the next run's cheap check.
+        `partial`: the plan covered only some paths (the daemon), so parked files of other
+        paths stay parked."""
         target = FolderTarget(
             root=self.root,
             remote=self.folder.remote,
@@ -296,7 +353,8 @@ class _FolderRun:
         failed_before = len(self.summary.failed)
         await executor.run(target, decided.actions)
         failed_now = [f.path for f in self.summary.failed[failed_before:]]
-        self.state.keep_parked_only(target.folder_id, failed_now)
+        if not partial:
+            self.state.keep_parked_only(target.folder_id, failed_now)
         count = None
         trusted = clean and not failed_now and not decided.refused and not executor.needs_listing
         if trusted and not decided.actions:
@@ -316,6 +374,14 @@ class _FolderRun:
             return
         kept = decided.unknown_kept if remote is not None else self.bookmark.unknown_kept
         self.state.set_bookmark(target.folder_id, self.dam.bookmark(), count, unknown_kept=kept)
+
+
+def _is_empty(root: Path) -> bool:
+    try:
+        with os.scandir(root) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return True
 
 
 async def _hash(

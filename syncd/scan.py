@@ -9,7 +9,7 @@ import errno
 import gc
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -27,6 +27,7 @@ __all__ = [
     "open_checked",
     "root_status",
     "scan",
+    "scan_paths",
 ]
 
 # O_NOFOLLOW: a directory swapped for a symlink after it was listed is refused, not followed.
@@ -122,6 +123,42 @@ def scan(
             raise RootUnavailable(f"{root} cannot be read ({exc.strerror})") from exc
         finally:
             os.close(root_fd)
+        walk.run()
+    return ScanResult(walk.files, walk.skipped, walk.dirs)
+
+
+def scan_paths(root: Path, rels: Iterable[str], filt: SyncdFilter) -> ScanResult:
+    """Classify just these root-relative paths the way `scan` would, descending into the
+    ones that are directories. Paths that do not exist (or are ignored) are simply absent.
+
+    The daemon calls this for the paths the watcher reported: events are hints, and this is
+    the filesystem's word on them.
+    """
+    real_root = os.path.realpath(root)
+    walk = _Walk(real_root, filt, None)
+    for rel in rels:
+        full = f"{real_root}/{rel}"
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            walk.skipped.append(Skip(rel, _unreadable(exc), failed=True))
+            continue
+        kind = st.st_mode & _S_IFMT
+        if filt.path_ignored(rel, kind == _S_IFDIR):
+            continue
+        if not _is_utf8(rel):
+            walk.skipped.append(Skip(_printable(rel), "name is not valid UTF-8"))
+        elif kind == _S_IFDIR:
+            walk.stack.append((full, rel + "/", st.st_dev, st.st_ino))
+        elif kind == _S_IFREG:
+            walk.files[rel] = LocalFile(rel, st.st_size, st.st_mtime_ns, st.st_ino)
+        elif kind == stat.S_IFLNK:
+            walk._symlink(full, rel)
+        else:
+            walk.skipped.append(Skip(rel, f"not a regular file ({_kind(kind)})"))
+    with _gc_paused():
         walk.run()
     return ScanResult(walk.files, walk.skipped, walk.dirs)
 

@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS files (
     foreign_asset INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (folder_id, path)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal (
+    folder_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (folder_id, path)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS orphans (
     folder_id INTEGER NOT NULL,
     uuid TEXT NOT NULL,
@@ -214,6 +219,24 @@ class State:
             "SELECT path, size, mtime_ns, inode FROM files WHERE folder_id = ?", (folder_id,)
         )
 
+    def known_under(self, folder_id: int | None, directory: str) -> dict[str, Known]:
+        """The state rows of every file below `directory` (a root-relative path)."""
+        if folder_id is None:
+            return {}
+        # '/' + 1 is '0': the half-open range covers exactly the paths under `directory/`.
+        rows = self._conn.execute(
+            f"SELECT {_KNOWN_COLUMNS} FROM files WHERE folder_id = ? AND path >= ? AND path < ?",
+            (folder_id, directory + "/", directory + "0"),
+        )
+        return {row[0]: _known(row) for row in rows}
+
+    def count(self, folder_id: int | None) -> int:
+        """How many files of a folder are synced."""
+        if folder_id is None:
+            return 0
+        row = self._conn.execute("SELECT COUNT(*) FROM files WHERE folder_id = ?", (folder_id,))
+        return int(row.fetchone()[0])
+
     def known_for(self, folder_id: int | None, paths: Iterable[str]) -> dict[str, Known]:
         """The state rows of the given paths that exist."""
         if folder_id is None:
@@ -315,6 +338,21 @@ class State:
                 )
         except sqlite3.Error as exc:
             raise StateError(f"cannot write the state database {self.path}: {exc}") from exc
+
+    # journal: the daemon's queue of paths still to look at
+
+    def save_journal(self, entries: Iterable[tuple[int, str]]) -> None:
+        """Replace the journal with `(folder_id, path)` entries, in one transaction."""
+        rows = list(entries)
+        with self._transaction():
+            self._conn.execute("DELETE FROM journal")
+            self._conn.executemany("INSERT OR IGNORE INTO journal VALUES (?, ?)", rows)
+
+    def journal(self) -> list[tuple[int, str]]:
+        """The paths a daemon had queued when it last stopped (or was killed)."""
+        return [
+            (row[0], row[1]) for row in self._conn.execute("SELECT folder_id, path FROM journal")
+        ]
 
     # orphans: assets syncd replaced but could not delete yet
 
