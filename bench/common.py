@@ -110,3 +110,52 @@ def write_config(path: Path, url: str, root: Path, state: Path, workers: int) ->
 def syncd_env() -> dict[str, str]:
     """The environment for a syncd child: the key, JSON logs."""
     return {**os.environ, "SYNCD_API_KEY": KEY}
+
+
+def write_daemon_config(
+    path: Path, url: str, root: Path, state: Path, *, settle_ms: int = 300, workers: int = 8
+) -> Path:
+    """A config for the daemon benchmarks (one folder against the emulator)."""
+    path.write_text(
+        f'[dam]\ntoken = "{TOKEN}"\nbase_url = "{url}"\nworkers = {workers}\n\n'
+        f'[state]\npath = "{state}"\n\n[sync]\nsettle_ms = {settle_ms}\n\n'
+        f'[[folders]]\nlocal = "{root}"\nremote = "/bench"\n'
+    )
+    return path
+
+
+def start_daemon(cfg: Path) -> subprocess.Popen[str]:
+    """Start `syncd --config cfg` (its log going to `cfg` + ".log") and return once it
+    logged `daemon_ready`."""
+    log_path = cfg.with_suffix(".log")
+    with log_path.open("w") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "syncd", "--config", str(cfg)],
+            env=syncd_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+            text=True,
+        )
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if '"daemon_ready"' in log_path.read_text():
+            return proc
+        if proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {proc.returncode}: {log_path.read_text()}")
+        time.sleep(0.05)
+    raise RuntimeError("the daemon did not get ready")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU seconds a live process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident memory of a live process, in MiB (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0

@@ -29,7 +29,7 @@ from syncd.filters import SyncdFilter
 from syncd.progress import NullProgress, Summary
 from syncd.queue import Key, SettleQueue, Stat
 from syncd.reconcile import FolderRun, RunOptions, check_access, make_dam, make_pacer
-from syncd.scan import ScanResult, root_status, scan_paths
+from syncd.scan import root_status, scan_paths
 from syncd.state import State
 from syncd.watch import watch_folder
 from syncd.workers import Executor
@@ -204,12 +204,11 @@ class Daemon:
         run = FolderRun(folder, self.config, self.dam, self.state, RunOptions(), batch)
         scanned = await anyio.to_thread.run_sync(scan_paths, folder.local, rels, run.filt)
         # A directory reported as new lists files that may still be written: those with
-        # their own pending events wait for them.
-        files = {p: f for p, f in scanned.files.items() if not self.queue.waiting((index, p))}
-        scanned = ScanResult(files, scanned.skipped, scanned.dirs)
+        # their own pending events are left alone until they settle.
+        later = {p for p in scanned.files if self.queue.waiting((index, p))}
         for skip in scanned.skipped:
             (batch.failed if skip.failed else batch.skipped).append(skip)
-        decided, unreadable = await run.decide_paths(scanned, rels)
+        decided, unreadable = await run.decide_paths(scanned, rels, later=later)
         await run.carry_out(self.executor, decided, None, clean=not unreadable, partial=True)
 
     async def _periodic(self) -> None:

@@ -248,23 +248,28 @@ class FolderRun:
         return await self._plan(scanned, local, known, gone, synced, total, remote)
 
     async def decide_paths(
-        self, scanned: ScanResult, rels: Iterable[str]
+        self,
+        scanned: ScanResult,
+        rels: Iterable[str],
+        *,
+        later: set[str] | frozenset[str] = frozenset(),
     ) -> tuple[FolderPlan, list[Skip]]:
         """The daemon's decision for just the paths the watcher reported; `scanned` is
         `scan_paths` of them. A reported path that is gone and was a synced directory
-        stands for every synced file under it."""
-        rels = list(rels)
-        known = self.state.known_for(self.folder_id, [*scanned.files, *rels])
+        stands for every synced file under it. Paths in `later` (still settling) are left
+        out entirely: neither synced nor taken for deleted."""
+        rels = [r for r in rels if r not in later]
+        files = {p: f for p, f in scanned.files.items() if p not in later}
+        known = self.state.known_for(self.folder_id, [*files, *rels])
         for rel in rels:
-            if rel not in scanned.files and rel not in known:
+            if rel not in files and rel not in known:
                 known.update(self.state.known_under(self.folder_id, rel))
-        local = {
-            p: f for p, f in scanned.files.items() if p not in known or not known[p].same_stat(f)
-        }
-        gone = [p for p in known if p not in scanned.files]
+        known = {p: k for p, k in known.items() if p not in later}
+        local = {p: f for p, f in files.items() if p not in known or not known[p].same_stat(f)}
+        gone = [p for p in known if p not in files]
         # The root is known to be there (checked before); an emptied root still refuses
         # deletes, judged by a look at it rather than by this partial scan.
-        total = 0 if _is_empty(self.root) else max(1, len(scanned.files))
+        total = 0 if _is_empty(self.root) else max(1, len(files))
         synced = self.state.count(self.folder_id)
         return await self._plan(scanned, local, known, gone, synced, total, None, tally=False)
 
