@@ -267,6 +267,9 @@ class FolderRun:
         known = {p: k for p, k in known.items() if p not in later}
         local = {p: f for p, f in files.items() if p not in known or not known[p].same_stat(f)}
         gone = [p for p in known if p not in files]
+        # Unchanged files stay out of the plan, exactly as in `_decide`: the planner reads
+        # a state row without a local file as a file that is gone.
+        known = {p: k for p, k in known.items() if p in local or p not in files}
         # The root is known to be there (checked before); an emptied root still refuses
         # deletes, judged by a look at it rather than by this partial scan.
         total = 0 if _is_empty(self.root) else max(1, len(files))
