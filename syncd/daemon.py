@@ -174,8 +174,10 @@ class Daemon:
             try:
                 async with self._lock:
                     await self._process(due)
-            finally:
+                # Only a finished batch leaves the queue: one cut short by the grace
+                # period stays in flight, so the journal keeps it for the next start.
                 self.queue.done(due, time.monotonic())
+            finally:
                 self._idle.set()
 
     async def _process(self, due: list[Key]) -> None:
