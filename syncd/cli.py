@@ -20,9 +20,10 @@ import structlog
 
 from syncd import __version__
 from syncd.apikey import key_file_warning, read_api_key
-from syncd.config import Config, default_config_path, load_config
+from syncd.config import Config, load_config
 from syncd.errors import AuthError, ConfigError, DamError, StateError
 from syncd.logs import configure, redact, scrub
+from syncd.paths import default_config_path
 from syncd.progress import LogProgress, NullProgress, Progress, Summary, TtyProgress
 from syncd.reconcile import RunOptions, initial_sync
 

@@ -26,9 +26,10 @@ from syncd.config import Config, FolderConfig
 from syncd.dam import DamClient
 from syncd.errors import StateError
 from syncd.filters import SyncdFilter
+from syncd.folder import FolderRun, RunOptions
 from syncd.progress import NullProgress, Summary
 from syncd.queue import Key, SettleQueue, Stat
-from syncd.reconcile import FolderRun, RunOptions, check_access, make_dam, make_pacer
+from syncd.reconcile import check_access, make_dam, make_pacer
 from syncd.scan import root_status, scan_paths
 from syncd.state import State
 from syncd.watch import watch_folder

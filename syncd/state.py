@@ -22,57 +22,9 @@ from typing import Any, Self
 
 from syncd.errors import StateError
 from syncd.model import Known
+from syncd.schema import SCHEMA, SCHEMA_VERSION, migrate
 
 __all__ = ["FolderBookmark", "ParkedFile", "State"]
-
-_SCHEMA_VERSION = 3
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS folders (
-    id INTEGER PRIMARY KEY,
-    local TEXT NOT NULL,
-    remote TEXT NOT NULL,
-    listed_at TEXT,
-    remote_count INTEGER,
-    unknown_kept INTEGER NOT NULL DEFAULT 0,
-    last_sync REAL,
-    UNIQUE (local, remote)
-);
-CREATE TABLE IF NOT EXISTS files (
-    folder_id INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    inode INTEGER NOT NULL,
-    sha1 TEXT NOT NULL,
-    uuid TEXT NOT NULL,
-    remote_sha1 TEXT,
-    synced_at REAL NOT NULL,
-    foreign_asset INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (folder_id, path)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS journal (
-    folder_id INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    PRIMARY KEY (folder_id, path)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS orphans (
-    folder_id INTEGER NOT NULL,
-    uuid TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    PRIMARY KEY (folder_id, uuid)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS parked (
-    folder_id INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    op TEXT NOT NULL,
-    error TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    updated_at REAL NOT NULL,
-    PRIMARY KEY (folder_id, path)
-) WITHOUT ROWID;
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +73,7 @@ class State:
             if readonly:
                 if not path.exists():
                     conn = sqlite3.connect(":memory:")
-                    conn.executescript(_SCHEMA)
+                    conn.executescript(SCHEMA)
                     return cls(conn, None)
                 conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
                 conn.execute("PRAGMA query_only = ON")
@@ -133,11 +85,11 @@ class State:
             # can lose the last transactions, which the next run re-checks anyway.
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA busy_timeout = 5000")
-            conn.executescript(_SCHEMA)
-            _migrate(conn)
+            conn.executescript(SCHEMA)
+            migrate(conn)
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
-                (str(_SCHEMA_VERSION),),
+                (str(SCHEMA_VERSION),),
             )
         except (sqlite3.Error, OSError) as exc:
             raise StateError(f"cannot open the state database {path}: {exc}") from exc
@@ -423,16 +375,6 @@ class State:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a database written by an older syncd up to the current schema."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(folders)")}
-    if "unknown_kept" not in columns:  # schema 1
-        conn.execute("ALTER TABLE folders ADD COLUMN unknown_kept INTEGER NOT NULL DEFAULT 0")
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
-    if "foreign_asset" not in columns:  # schema 1
-        conn.execute("ALTER TABLE files ADD COLUMN foreign_asset INTEGER NOT NULL DEFAULT 0")
 
 
 _KNOWN_COLUMNS = "path, size, mtime_ns, inode, sha1, uuid, remote_sha1, foreign_asset"

@@ -10,22 +10,21 @@ the old asset is deleted, and the new one is renamed into place.
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import structlog
 
-from syncd.dam import Body, DamClient, Uploaded
-from syncd.errors import AuthError, DamError, NameConflict, StateError, TransientDamError
+from syncd.dam import DamClient, Uploaded
+from syncd.errors import AuthError, DamError, NameConflict, StateError
 from syncd.model import Action, Known, LocalFile, Op, Skip, remote_location
 from syncd.progress import Progress, Summary
 from syncd.scan import FileChanged, UnsafePath
-from syncd.source import FileSource
 from syncd.state import State
+from syncd.upload import Uploader
 
 __all__ = ["Executor", "FolderTarget"]
 
@@ -62,6 +61,7 @@ class Executor:
         self.summary = summary
         self.progress = progress
         self.workers = workers
+        self.uploader = Uploader(dam)
         # Set when the state may now miss assets (the next run must list the DAM).
         self.needs_listing = False
 
@@ -121,7 +121,7 @@ class Executor:
         t0 = time.monotonic()
         for _ in range(_CHANGE_RETRIES):
             try:
-                uploaded, sha1 = await self._upload(target, local, action.uuid)
+                uploaded, sha1 = await self.uploader.upload(target, local, action.uuid)
             except FileChanged:
                 fresh = _restat(target.root, local)
                 if fresh is None:
@@ -182,38 +182,6 @@ class Executor:
             self.summary.bytes += local.size
         self.progress.advance(1, local.size)
 
-    async def _upload(
-        self, target: FolderTarget, local: LocalFile, old_uuid: str | None
-    ) -> tuple[Uploaded, str]:
-        folder, name = remote_location(target.remote, local.path)
-        source = FileSource(target.root, local)
-        stream = local.size > target.stream_threshold
-
-        def body() -> Body:
-            if source.error is not None:
-                raise source.error  # the file itself failed last time: no point in resending
-            return source.read_all() if source.small() else source.stream()
-
-        try:
-            uploaded = await self.dam.upload(
-                folder,
-                name,
-                body,
-                stream=stream,
-                before_retry=self._look_first(source, folder, name),
-            )
-        except NameConflict:
-            if old_uuid is None:
-                raise
-            uploaded = await self._replace_refused(source, folder, name, body, stream, old_uuid)
-        except TransientDamError:
-            if source.error is not None:
-                raise source.error from None
-            raise
-        if source.error is not None:
-            raise source.error
-        return uploaded, await source.ensure_sha1()
-
     async def _retire(self, target: FolderTarget, old_uuid: str, path: str) -> None:
         """Delete the asset a replaced file had, now that its new content is committed
         and recorded. Override gives a new uuid and removes the old asset itself; with a
@@ -232,61 +200,6 @@ class Executor:
             # The new content is safe; the old asset is deleted by the next run.
             self.state.add_orphan(target.folder_id, old_uuid, str(exc))
             log.warning("old_asset_kept", path=path, uuid=old_uuid, error=str(exc))
-
-    def _look_first(
-        self, source: FileSource, folder: str, name: str
-    ) -> Callable[[], Awaitable[Uploaded | None]]:
-        """Before re-sending an upload whose outcome is unknown (it may have been
-        committed), look for it in the target folder by name and sha1, so a retry never
-        creates a second asset. Works when the project stores a suffixed name: listings
-        carry the original name."""
-
-        async def look() -> Uploaded | None:
-            if source.error is not None:
-                raise source.error
-            sha1 = await source.ensure_sha1()
-            async for r in self.dam.list_files(folder, recursive=False, q=name):
-                if r.path.rpartition("/")[2] == name and r.sha1 == sha1:
-                    log.info("upload_adopted_after_retry", path=source.local.path, uuid=r.uuid)
-                    return Uploaded(uuid=r.uuid, name=r.name, remote_sha1=r.sha1)
-            return None
-
-        return look
-
-    async def _replace_refused(
-        self,
-        source: FileSource,
-        folder: str,
-        name: str,
-        body: Callable[[], Body],
-        stream: bool,
-        old_uuid: str,
-    ) -> Uploaded:
-        """Replace under a "refuse same name" policy: upload aside, delete, rename."""
-        stem, dot, ext = name.rpartition(".")
-        temp = f"{stem or ext}.syncd-{secrets.token_hex(4)}{dot}{ext if stem else ''}"
-        try:
-            uploaded = await self.dam.upload(
-                folder,
-                temp,
-                body,
-                stream=stream,
-                before_retry=self._look_first(source, folder, temp),
-            )
-        except NameConflict:
-            # Not even a fresh name is accepted: the one way left is delete, then upload.
-            log.warning("replace_by_delete_then_upload", folder=folder, name=name)
-            await self.dam.delete(old_uuid)
-            return await self.dam.upload(
-                folder,
-                name,
-                body,
-                stream=stream,
-                before_retry=self._look_first(source, folder, name),
-            )
-        await self.dam.delete(old_uuid)
-        await self.dam.rename(uploaded.uuid, name)
-        return Uploaded(uuid=uploaded.uuid, name=name, remote_sha1=uploaded.remote_sha1)
 
     async def _move(self, target: FolderTarget, moves: Sequence[Action]) -> None:
         """Renames and moves keep the asset: one bulk move per target folder, then a

@@ -10,18 +10,17 @@ from typing import Any
 
 import pytest
 
-from syncd import config
+from syncd import config, paths
 from syncd.config import (
     Config,
     DamConfig,
     FolderConfig,
     StateConfig,
     config_from_dict,
-    default_config_path,
-    default_state_path,
     load_config,
 )
 from syncd.errors import ConfigError
+from syncd.paths import default_config_path, default_state_path
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 SECRET = "s3cr3t-KEY-value"
@@ -527,7 +526,7 @@ def test_default_config_path(
     if system_exists:
         system.parent.mkdir()
         system.write_text("")
-    monkeypatch.setattr(config, "SYSTEM_CONFIG_PATH", system)
+    monkeypatch.setattr(paths, "SYSTEM_CONFIG_PATH", system)
     monkeypatch.setenv("HOME", "/home/u")  # for "~" in $SYNCD_CONFIG
     got = default_config_path({"HOME": "/home/u", **env})
     assert got == (system if expected == "SYSTEM" else Path(expected))

@@ -1,0 +1,66 @@
+"""The state database's schema, and the migrations that bring an older file up to it."""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "migrate"]
+
+SCHEMA_VERSION = 3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS folders (
+    id INTEGER PRIMARY KEY,
+    local TEXT NOT NULL,
+    remote TEXT NOT NULL,
+    listed_at TEXT,
+    remote_count INTEGER,
+    unknown_kept INTEGER NOT NULL DEFAULT 0,
+    last_sync REAL,
+    UNIQUE (local, remote)
+);
+CREATE TABLE IF NOT EXISTS files (
+    folder_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    sha1 TEXT NOT NULL,
+    uuid TEXT NOT NULL,
+    remote_sha1 TEXT,
+    synced_at REAL NOT NULL,
+    foreign_asset INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (folder_id, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal (
+    folder_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (folder_id, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS orphans (
+    folder_id INTEGER NOT NULL,
+    uuid TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (folder_id, uuid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS parked (
+    folder_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    op TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (folder_id, path)
+) WITHOUT ROWID;
+"""
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database written by an older syncd up to the current schema."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(folders)")}
+    if "unknown_kept" not in columns:  # schema 1
+        conn.execute("ALTER TABLE folders ADD COLUMN unknown_kept INTEGER NOT NULL DEFAULT 0")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+    if "foreign_asset" not in columns:  # schema 1
+        conn.execute("ALTER TABLE files ADD COLUMN foreign_asset INTEGER NOT NULL DEFAULT 0")
