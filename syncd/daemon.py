@@ -24,7 +24,7 @@ import structlog
 
 from syncd.config import Config, FolderConfig
 from syncd.dam import DamClient
-from syncd.errors import StateError
+from syncd.errors import AuthError, DamError, StateError
 from syncd.filters import SyncdFilter
 from syncd.folder import FolderRun, RunOptions
 from syncd.progress import NullProgress, Summary
@@ -211,8 +211,28 @@ class Daemon:
         later = {p for p in scanned.files if self.queue.waiting((index, p))}
         for skip in scanned.skipped:
             (batch.failed if skip.failed else batch.skipped).append(skip)
+        gone_dirs = [
+            rel
+            for rel in rels
+            if self._stat((index, rel)) is None and self.state.known_under(run.folder_id, rel)
+        ]
         decided, unreadable = await run.decide_paths(scanned, rels, later=later)
         await run.carry_out(self.executor, decided, None, clean=not unreadable, partial=True)
+        if gone_dirs and not decided.refused:
+            await self._remove_folders(folder, gone_dirs)
+
+    async def _remove_folders(self, folder: FolderConfig, rels: list[str]) -> None:
+        """A local directory whose synced files were all deleted takes its DAM folder with
+        it, once that folder is empty (folders syncd filled mirror local directories)."""
+        for rel in sorted(rels, key=len, reverse=True):  # children before parents
+            path = f"{folder.remote.rstrip('/')}/{rel}"
+            try:
+                if await self.dam.remove_empty_folder(path):
+                    log.info("folder_removed", remote=path)
+            except DamError as exc:
+                if isinstance(exc, AuthError):
+                    raise
+                log.warning("folder_not_removed", remote=path, error=str(exc))
 
     async def _periodic(self) -> None:
         while True:

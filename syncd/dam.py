@@ -412,6 +412,37 @@ class DamClient:
                 json_body={"files_uuids": chunk, "new_folder_name": folder},
             )
 
+    async def remove_empty_folder(self, path: str) -> bool:
+        """Delete the DAM folder at `path` if it holds no file at all; True when it did.
+
+        The count is checked first: whether the DAM deletes a non-empty folder with its
+        files is undocumented (dam-api.md, open question 10), and it must never happen.
+        """
+        if await self.count(path) != 0:
+            return False
+        parent = path.rstrip("/").rpartition("/")[0] or "/"
+        try:
+            body = await self._call(
+                "GET", "/folders", what=f"find folder {path}", params={"folder": parent}
+            )
+        except NotFound:
+            return False
+        for item in body.get("folders") or []:
+            if isinstance(item, dict) and str(item.get("path", "")).rstrip("/") == path.rstrip("/"):
+                counts = item.get("count")
+                if isinstance(counts, dict) and counts.get("files_recursive", 0) != 0:
+                    return False
+                try:
+                    await self._call(
+                        "DELETE",
+                        f"/folders/{quote(str(item['uuid']), safe='')}",
+                        what=f"remove {path}",
+                    )
+                except NotFound:
+                    return False
+                return True
+        return False
+
     async def rename(self, uuid: str, name: str) -> None:
         """Rename an asset in place; it keeps its uuid."""
         await self._call(

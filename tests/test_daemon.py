@@ -462,6 +462,11 @@ async def test_directory_delete_is_one_bulk_request(tmp_path, emulator, dam):
         await anyio.to_thread.run_sync(shutil.rmtree, root / "gone")
         with anyio.fail_after(10):
             await mirrored(d, dam, root)
+            await d.wait_event("folder_removed", lambda e: e.get("remote") == f"{REMOTE}/gone")
+    # The emptied DAM folders went with the directory.
+    assert emulator.store.folder(f"{REMOTE}/gone") is None
+    assert emulator.store.folder(f"{REMOTE}/gone/sub") is None
+    assert emulator.store.folder(REMOTE) is not None
     assert sorted(dam.deleted) == sorted(before[f"gone/{n}"] for n in names)
     assert dam.requests(BULK_DELETE) == bulk + 1
     assert dam.requests(ONE_DELETE) == 0
