@@ -134,19 +134,8 @@ def run_initial_sync(config: Config, key: str, options: RunOptions, *, console: 
         progress = LogProgress()
     try:
         summary = anyio.run(initial_sync, config, key, options, progress, sys.stdout)
-    except AuthError as exc:
-        return _fail(
-            f"syncd: {exc}. Check the API key and its permissions (see README, 'API key').",
-            EXIT_NOPERM,
-        )
-    except ConfigError as exc:
-        return _fail(f"syncd: configuration error: {exc}", EXIT_CONFIG)
-    except (StateError, DamError) as exc:
-        return _fail(f"syncd: {exc}", EXIT_FAILED)
-    except sqlite3.Error as exc:
-        return _fail(
-            f"syncd: the state database {config.state.path} is unusable: {exc}", EXIT_FAILED
-        )
+    except _FATAL as exc:
+        return _fatal(exc, config)
     except KeyboardInterrupt:
         return _fail(
             "syncd: interrupted; the next run continues where this one stopped", EXIT_INTERRUPTED
@@ -162,18 +151,28 @@ def run_daemon(config: Config, key: str) -> int:
     daemon = Daemon(config, key)
     try:
         anyio.run(daemon.run)
-    except AuthError as exc:
-        return _fail(
-            f"syncd: {exc}. Check the API key and its permissions (see README, 'API key').",
-            EXIT_NOPERM,
-        )
-    except ConfigError as exc:
-        return _fail(f"syncd: configuration error: {exc}", EXIT_CONFIG)
-    except (StateError, DamError) as exc:
-        return _fail(f"syncd: {exc}", EXIT_FAILED)
+    except _FATAL as exc:
+        return _fatal(exc, config)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return EXIT_INTERRUPTED if daemon.forced else EXIT_OK
+
+
+_FATAL = (AuthError, ConfigError, StateError, DamError, sqlite3.Error)
+
+
+def _fatal(exc: BaseException, config: Config) -> int:
+    """The message and exit code for an error that stopped a run."""
+    if isinstance(exc, AuthError):
+        hint = "Check the API key and its permissions (see README, 'API key')."
+        return _fail(f"syncd: {exc}. {hint}", EXIT_NOPERM)
+    if isinstance(exc, ConfigError):
+        return _fail(f"syncd: configuration error: {exc}", EXIT_CONFIG)
+    if isinstance(exc, sqlite3.Error):
+        return _fail(
+            f"syncd: the state database {config.state.path} is unusable: {exc}", EXIT_FAILED
+        )
+    return _fail(f"syncd: {exc}", EXIT_FAILED)
 
 
 def _report(summary: Summary, console: bool, out: TextIO, *, dry_run: bool) -> None:

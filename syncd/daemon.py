@@ -69,6 +69,8 @@ class Daemon:
         self._filters = [SyncdFilter(f.local, f.exclude) for f in config.folders]
         self.queue = SettleQueue(config.sync.settle_ms / 1000, self._stat)
         self._cancel: anyio.CancelScope | None = None
+        self._journalled: set[Key] = set()  # what the journal table holds now
+        self._ids: list[int] = []  # state folder ids, by folder index
 
     # requests (what signals turn into; tests call them directly)
 
@@ -273,28 +275,36 @@ class Daemon:
         return [self.state.ensure_folder(str(f.local), f.remote) for f in self.config.folders]
 
     def _replay_journal(self) -> None:
-        ids = {fid: i for i, fid in enumerate(self._folder_ids())}
+        self._ids = self._folder_ids()
+        ids = {fid: i for i, fid in enumerate(self._ids)}
         keys = [(ids[fid], path) for fid, path in self.state.journal() if fid in ids]
+        self._journalled = set(keys)
         if keys:
             log.info("journal_replayed", paths=len(keys))
             self.queue.note(keys, time.monotonic())
             self._noted.set()
 
     def _save_journal(self) -> None:
+        """Write what changed in the queue since the last save (a burst of 20,000 paths
+        is one insert, not a rewrite every second)."""
+        keys = self.queue.tracked()
+        added, removed = keys - self._journalled, self._journalled - keys
+        if not added and not removed:
+            return
         try:
-            ids = self._folder_ids()
-            self.state.save_journal((ids[i], path) for i, path in self.queue.tracked())
+            ids = self._ids
+            self.state.update_journal(
+                ((ids[i], path) for i, path in added), ((ids[i], path) for i, path in removed)
+            )
         except StateError as exc:
             log.error("journal_not_saved", error=str(exc))
+            return
+        self._journalled = keys
 
     async def _journal(self) -> None:
-        saved: set[Key] = set()
         while True:
             await anyio.sleep(_JOURNAL_EVERY_S)
-            keys = self.queue.tracked()
-            if keys != saved:
-                self._save_journal()
-                saved = keys
+            self._save_journal()
 
     # plumbing
 

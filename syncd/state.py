@@ -293,12 +293,13 @@ class State:
 
     # journal: the daemon's queue of paths still to look at
 
-    def save_journal(self, entries: Iterable[tuple[int, str]]) -> None:
-        """Replace the journal with `(folder_id, path)` entries, in one transaction."""
-        rows = list(entries)
+    def update_journal(
+        self, added: Iterable[tuple[int, str]], removed: Iterable[tuple[int, str]]
+    ) -> None:
+        """Add and remove `(folder_id, path)` journal entries, in one transaction."""
         with self._transaction():
-            self._conn.execute("DELETE FROM journal")
-            self._conn.executemany("INSERT OR IGNORE INTO journal VALUES (?, ?)", rows)
+            self._conn.executemany("DELETE FROM journal WHERE folder_id = ? AND path = ?", removed)
+            self._conn.executemany("INSERT OR IGNORE INTO journal VALUES (?, ?)", added)
 
     def journal(self) -> list[tuple[int, str]]:
         """The paths a daemon had queued when it last stopped (or was killed)."""
