@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import aiohttp
 import yarl
 
+from syncd.dam_ops import BULK, AssetOps
 from syncd.errors import ConfigError, NotFound, TransientDamError
 from syncd.model import RemoteFile
 from syncd.pacer import Pacer
@@ -43,7 +44,6 @@ Body = bytes | AsyncIterable[bytes]
 """An upload body: the whole content, or chunks streamed from disk."""
 
 PAGE = 1000
-BULK = 500
 
 
 def _env_proxy(url: str) -> str | None:
@@ -104,7 +104,7 @@ def _translate(what: str) -> Iterator[None]:
         raise TransientDamError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
-class DamClient:
+class DamClient(AssetOps):
     """A Filerobot v4 client bound to one project token and API key.
 
     Use as `async with DamClient(...) as dam:`; the session is closed on exit.
@@ -280,14 +280,6 @@ class DamClient:
             return 0
         return exact_count(body)
 
-    async def exists(self, uuid: str) -> bool:
-        """Whether an asset still exists."""
-        try:
-            await self._call("GET", f"/files/{quote(uuid, safe='')}", what=f"details {uuid}")
-        except NotFound:
-            return False
-        return True
-
     async def list_files(
         self,
         folder: str,
@@ -380,74 +372,3 @@ class DamClient:
             return result
 
         return await self.pacer.call(attempt, what=what, before_retry=before_retry)
-
-    async def delete(self, uuid: str) -> None:
-        """Delete one asset; an asset that is already gone counts as deleted."""
-        try:
-            await self._call("DELETE", f"/files/{quote(uuid, safe='')}", what=f"delete {uuid}")
-        except NotFound:
-            return
-
-    async def delete_many(self, uuids: list[str]) -> None:
-        """Delete assets in bulk requests of at most `BULK` uuids. Uuids that are
-        already gone are not an error."""
-        for i in range(0, len(uuids), BULK):
-            chunk = uuids[i : i + BULK]
-            await self._call(
-                "DELETE",
-                "/files",
-                what=f"delete {len(chunk)} files",
-                json_body={"files_uuids": chunk},
-            )
-
-    async def move_files(self, uuids: list[str], folder: str) -> None:
-        """Move assets into `folder` (created if missing), keeping their uuids, in bulk
-        requests of at most `BULK`."""
-        for i in range(0, len(uuids), BULK):
-            chunk = uuids[i : i + BULK]
-            await self._call(
-                "POST",
-                "/files/move",
-                what=f"move {len(chunk)} files to {folder}",
-                json_body={"files_uuids": chunk, "new_folder_name": folder},
-            )
-
-    async def remove_empty_folder(self, path: str) -> bool:
-        """Delete the DAM folder at `path` if it holds no file at all; True when it did.
-
-        The count is checked first: whether the DAM deletes a non-empty folder with its
-        files is undocumented (dam-api.md, open question 10), and it must never happen.
-        """
-        if await self.count(path) != 0:
-            return False
-        parent = path.rstrip("/").rpartition("/")[0] or "/"
-        try:
-            body = await self._call(
-                "GET", "/folders", what=f"find folder {path}", params={"folder": parent}
-            )
-        except NotFound:
-            return False
-        for item in body.get("folders") or []:
-            if isinstance(item, dict) and str(item.get("path", "")).rstrip("/") == path.rstrip("/"):
-                counts = item.get("count")
-                if isinstance(counts, dict) and counts.get("files_recursive", 0) != 0:
-                    return False
-                try:
-                    await self._call(
-                        "DELETE",
-                        f"/folders/{quote(str(item['uuid']), safe='')}",
-                        what=f"remove {path}",
-                    )
-                except NotFound:
-                    return False
-                return True
-        return False
-
-    async def rename(self, uuid: str, name: str) -> None:
-        """Rename an asset in place; it keeps its uuid."""
-        await self._call(
-            "PATCH",
-            f"/files/{quote(uuid, safe='')}",
-            what=f"rename {uuid}",
-            json_body={"name": name},
-        )

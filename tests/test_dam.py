@@ -14,6 +14,7 @@ import anyio
 import pytest
 
 import syncd.dam
+import syncd.dam_ops
 from syncd.dam import Body, DamClient, Uploaded
 from syncd.emulator import Emulator
 from syncd.errors import AuthError, NameConflict, TransientDamError
@@ -327,7 +328,7 @@ async def test_delete_and_delete_again(emulator, dam):
 
 
 async def test_delete_many_in_bulk_chunks(emulator, dam, monkeypatch):
-    monkeypatch.setattr(syncd.dam, "BULK", 3)
+    monkeypatch.setattr(syncd.dam_ops, "BULK", 3)
     uuids = [(await upload(dam, "/d", f"{i}.txt", f"{i}".encode())).uuid for i in range(7)]
     keep = await upload(dam, "/d", "keep.txt", b"keep")
     with anyio.fail_after(10):
