@@ -194,7 +194,7 @@ class FolderRun:
         out entirely: neither synced nor taken for deleted."""
         rels = [r for r in rels if r not in later]
         files = {p: f for p, f in scanned.files.items() if p not in later}
-        known = self.state.known_for(self.folder_id, [*files, *rels])
+        known = self.state.known_for(self.folder_id, set(files).union(rels))
         for rel in rels:
             if rel not in files and rel not in known:
                 known.update(self.state.known_under(self.folder_id, rel))

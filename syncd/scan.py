@@ -136,7 +136,10 @@ def scan_paths(root: Path, rels: Iterable[str], filt: SyncdFilter) -> ScanResult
     """
     real_root = os.path.realpath(root)
     walk = _Walk(real_root, filt, None)
-    for rel in rels:
+    wanted = set(rels)
+    for rel in wanted:
+        if _below_any(rel, wanted):
+            continue  # a reported directory above it is walked anyway
         full = f"{real_root}/{rel}"
         try:
             st = os.lstat(full)
@@ -161,6 +164,16 @@ def scan_paths(root: Path, rels: Iterable[str], filt: SyncdFilter) -> ScanResult
     with _gc_paused():
         walk.run()
     return ScanResult(walk.files, walk.skipped, walk.dirs)
+
+
+def _below_any(rel: str, paths: set[str]) -> bool:
+    """Whether one of `rel`'s parent directories is in `paths`."""
+    parent = rel.rpartition("/")[0]
+    while parent:
+        if parent in paths:
+            return True
+        parent = parent.rpartition("/")[0]
+    return False
 
 
 @contextlib.contextmanager
