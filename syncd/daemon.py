@@ -194,7 +194,7 @@ class Daemon:
             with structlog.contextvars.bound_contextvars(folder=folder.name):
                 await self._process_folder(index, folder, rels, batch)
         log.info("sync_batch", paths=len(due), **batch.as_dict())
-        self._add(batch)
+        self.summary.absorb(batch)
 
     async def _process_folder(
         self, index: int, folder: FolderConfig, rels: list[str], batch: Summary
@@ -256,18 +256,7 @@ class Daemon:
                     )
                     await run.reconcile(self.executor, io.StringIO())  # prints only dry runs
         log.info("reconcile_done", reason=reason, **run_summary.as_dict())
-        self._add(run_summary)
-
-    def _add(self, part: Summary) -> None:
-        s = self.summary
-        s.uploaded += part.uploaded
-        s.updated += part.updated
-        s.deleted += part.deleted
-        s.moved += part.moved
-        s.adopted += part.adopted
-        s.bytes += part.bytes
-        s.failed.extend(part.failed)
-        s.refused.extend(part.refused)
+        self.summary.absorb(run_summary)
 
     # the journal
 

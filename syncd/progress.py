@@ -58,6 +58,17 @@ class Summary:
         """True when the DAM now mirrors the local folders."""
         return not self.failed and not self.refused
 
+    def absorb(self, part: Summary) -> None:
+        """Add the counts and lists of a part (one batch, one reconcile) to these totals."""
+        self.uploaded += part.uploaded
+        self.updated += part.updated
+        self.deleted += part.deleted
+        self.moved += part.moved
+        self.adopted += part.adopted
+        self.bytes += part.bytes
+        self.failed.extend(part.failed)
+        self.refused.extend(part.refused)
+
     def as_dict(self) -> dict[str, Any]:
         """The figures as one flat record for the `sync_summary` event."""
         return {

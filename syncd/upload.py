@@ -44,13 +44,7 @@ class Uploader:
             return source.read_all() if source.small() else source.stream()
 
         try:
-            uploaded = await self.dam.upload(
-                folder,
-                name,
-                body,
-                stream=stream,
-                before_retry=self._look_first(source, folder, name),
-            )
+            uploaded = await self._send(source, folder, name, body, stream)
         except NameConflict:
             if old_uuid is None:
                 raise
@@ -62,6 +56,14 @@ class Uploader:
         if source.error is not None:
             raise source.error
         return uploaded, await source.ensure_sha1()
+
+    async def _send(
+        self, source: FileSource, folder: str, name: str, body: Callable[[], Body], stream: bool
+    ) -> Uploaded:
+        """One upload of `source` as `folder/name`, looking before any re-send."""
+        return await self.dam.upload(
+            folder, name, body, stream=stream, before_retry=self._look_first(source, folder, name)
+        )
 
     def _look_first(
         self, source: FileSource, folder: str, name: str
@@ -96,24 +98,12 @@ class Uploader:
         stem, dot, ext = name.rpartition(".")
         temp = f"{stem or ext}.syncd-{secrets.token_hex(4)}{dot}{ext if stem else ''}"
         try:
-            uploaded = await self.dam.upload(
-                folder,
-                temp,
-                body,
-                stream=stream,
-                before_retry=self._look_first(source, folder, temp),
-            )
+            uploaded = await self._send(source, folder, temp, body, stream)
         except NameConflict:
             # Not even a fresh name is accepted: the one way left is delete, then upload.
             log.warning("replace_by_delete_then_upload", folder=folder, name=name)
             await self.dam.delete(old_uuid)
-            return await self.dam.upload(
-                folder,
-                name,
-                body,
-                stream=stream,
-                before_retry=self._look_first(source, folder, name),
-            )
+            return await self._send(source, folder, name, body, stream)
         await self.dam.delete(old_uuid)
         await self.dam.rename(uploaded.uuid, name)
         return Uploaded(uuid=uploaded.uuid, name=name, remote_sha1=uploaded.remote_sha1)

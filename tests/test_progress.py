@@ -158,3 +158,14 @@ def test_render_without_counts_keeps_only_problems():
     assert "uploaded" not in text
     assert "FAILED  a.jpg: cannot read the file" in text
     assert "REFUSED /srv: refusing to delete 30 of 40" in text
+
+
+def test_absorb_adds_a_part_to_the_totals():
+    total = Summary(uploaded=1, bytes=10)
+    part = Summary(uploaded=2, updated=1, deleted=3, moved=4, adopted=5, bytes=6)
+    part.failed.append(Skip("a", "boom"))
+    part.refused.append("no")
+    total.absorb(part)
+    assert (total.uploaded, total.updated, total.deleted, total.moved) == (3, 1, 3, 4)
+    assert (total.adopted, total.bytes) == (5, 16)
+    assert ([f.path for f in total.failed], total.refused) == (["a"], ["no"])
