@@ -9,6 +9,8 @@ or rejected; 78 (EX_CONFIG) the configuration is invalid; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import sqlite3
 import sys
@@ -22,6 +24,7 @@ from syncd import __version__
 from syncd.apikey import key_file_warning, read_api_key
 from syncd.config import Config, load_config
 from syncd.errors import AuthError, ConfigError, DamError, StateError
+from syncd.lock import StateLock
 from syncd.logs import configure, redact, scrub
 from syncd.paths import default_config_path
 from syncd.progress import LogProgress, NullProgress, Progress, Summary, TtyProgress
@@ -51,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="syncd",
         description="Mirror local folders into a Scaleflex DAM (Filerobot) project.",
-        epilog="Other commands: 'syncd demo' runs an end-to-end demo against the bundled emulator.",
+        epilog="Other commands: 'syncd status' shows what is in sync and what waits;"
+        " 'syncd demo' runs an end-to-end demo against the bundled emulator.",
     )
     p.add_argument(
         "--config",
@@ -101,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         from syncd.demo import main as demo_main
 
         return demo_main(args_list[1:])
+    if args_list[:1] == ["status"]:
+        return status_main(args_list[1:])
     args = _parser().parse_args(args_list)
     console = configure(args.log_level, args.log_format, cache=argv is None)
     path = args.config or default_config_path()
@@ -123,6 +129,29 @@ def main(argv: list[str] | None = None) -> int:
     return run_initial_sync(config, key, options, console=console)
 
 
+def status_main(argv: list[str]) -> int:
+    """`syncd status`: each folder's files in sync, pending and parked, from the state
+    database; safe while a daemon runs. Needs no API key and makes no DAM request."""
+    from syncd.status import collect, render
+
+    p = argparse.ArgumentParser(
+        prog="syncd status", description="Show what is in sync, pending and parked."
+    )
+    p.add_argument("--config", type=Path, help="config file (default: as for syncd)")
+    p.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    args = p.parse_args(argv)
+    try:
+        config = load_config(args.config or default_config_path())
+        report = collect(config)
+    except ConfigError as exc:
+        return _fail(f"syncd: configuration error: {exc}", EXIT_CONFIG)
+    except StateError as exc:
+        return _fail(f"syncd: {exc}", EXIT_FAILED)
+    text = json.dumps(report.as_dict(), indent=2) if args.json else render(report)
+    sys.stdout.write(scrub(text) + "\n")
+    return EXIT_OK
+
+
 def run_initial_sync(config: Config, key: str, options: RunOptions, *, console: bool) -> int:
     """Run one reconcile, print or log the summary, and return the exit code."""
     progress: Progress
@@ -133,7 +162,9 @@ def run_initial_sync(config: Config, key: str, options: RunOptions, *, console: 
     else:
         progress = LogProgress()
     try:
-        summary = anyio.run(initial_sync, config, key, options, progress, sys.stdout)
+        # A dry run writes nothing, so it may look while a daemon runs.
+        with contextlib.nullcontext() if options.dry_run else StateLock(config.state.path):
+            summary = anyio.run(initial_sync, config, key, options, progress, sys.stdout)
     except _FATAL as exc:
         return _fatal(exc, config)
     except KeyboardInterrupt:
@@ -150,7 +181,8 @@ def run_daemon(config: Config, key: str) -> int:
 
     daemon = Daemon(config, key)
     try:
-        anyio.run(daemon.run)
+        with StateLock(config.state.path):
+            anyio.run(daemon.run)
     except _FATAL as exc:
         return _fatal(exc, config)
     except KeyboardInterrupt:

@@ -1,12 +1,14 @@
 """The daemon: reconcile once, then watch every folder and keep the DAM in step until
 stopped.
 
-It owns the lifecycle. At start-up it runs the same reconcile as `--initial-sync`, replays
-the journal of paths a previous daemon had queued, and arms a watcher per folder. Watcher
-events go into the settle queue. One dispatcher takes the paths that have settled, looks
-at the filesystem (events are only hints), plans them, and hands the actions to the
-workers. A periodic reconcile, also run on SIGHUP, catches whatever the kernel dropped.
+It owns the lifecycle. At start-up it arms a watcher per folder, runs the same
+reconcile as `--initial-sync`, replays the journal of paths a previous daemon had
+queued, and only then tells systemd it is ready. Watcher events go into the settle
+queue. One dispatcher takes the paths that have settled, looks at the filesystem
+(events are only hints), plans them, and hands the actions to the workers. A periodic
+reconcile catches whatever the kernel dropped.
 
+SIGHUP reloads the configuration (`syncd.reload` says what changed) and reconciles.
 SIGTERM or SIGINT stops the intake: the watchers stop, and the batch in flight gets
 `shutdown_grace_s` to finish. What is left stays in the journal for the next start. A
 second SIGINT exits at once.
@@ -18,20 +20,26 @@ import io
 import os
 import signal
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 
 import anyio
 import structlog
 
 from syncd.config import Config, FolderConfig
-from syncd.dam import DamClient
-from syncd.errors import AuthError, DamError, StateError
+from syncd.daemon_reload import reload, reread_config
 from syncd.filters import SyncdFilter
 from syncd.folder import FolderRun, RunOptions
+from syncd.journal import QueueJournal
+from syncd.metrics import Metrics
+from syncd.pacer import MAX_PAUSE_S, Pacer
 from syncd.progress import NullProgress, Summary
 from syncd.queue import Key, SettleQueue, Stat
 from syncd.reconcile import check_access, make_dam, make_pacer
 from syncd.scan import root_status, scan_paths
 from syncd.state import State
+from syncd.systemd import Liveness, Notifier, status_line, supervise, watchdog_interval
 from syncd.watch import watch_folder
 from syncd.workers import Executor
 
@@ -42,6 +50,15 @@ log = structlog.get_logger("syncd.daemon")
 _JOURNAL_EVERY_S = 1.0
 
 
+@dataclass(slots=True)
+class _Folder:
+    """A watched folder: its settings, filter, and the event that stops its watcher."""
+
+    config: FolderConfig
+    filt: SyncdFilter
+    stop: anyio.Event = field(default_factory=anyio.Event)
+
+
 class Daemon:
     """One daemon process. `run()` until `request_stop()` (or a signal).
 
@@ -50,27 +67,50 @@ class Daemon:
         key: the API key.
         handle_signals: install the SIGTERM/SIGINT/SIGHUP handling (off in tests that
             call `request_stop()` themselves).
+        notifier: where sd_notify messages go (default: `$NOTIFY_SOCKET`, if any).
+        reread: how a reload gets the new config and key (default: the same file).
+        stall_s: a busy daemon with no progress for this long is wedged and stops its
+            watchdog pings (default: one request timeout plus the longest pause).
     """
 
-    def __init__(self, config: Config, key: str, *, handle_signals: bool = True) -> None:
+    def __init__(
+        self,
+        config: Config,
+        key: str,
+        *,
+        handle_signals: bool = True,
+        notifier: Notifier | None = None,
+        reread: Callable[[Config], tuple[Config, str]] = reread_config,
+        stall_s: float | None = None,
+    ) -> None:
         self.config = config
         self.key = key
         self.handle_signals = handle_signals
+        self.notifier = notifier or Notifier()
+        self.reread = reread
         self.summary = Summary()
+        self.failures = 0
         self.forced = False
         self.ready = anyio.Event()
         self._stop = anyio.Event()
-        self._stop_watch = anyio.Event()
         self._reconcile_now = anyio.Event()
+        self._reload_now = anyio.Event()
         self._noted = anyio.Event()
         self._idle = anyio.Event()
         self._idle.set()
         self._lock = anyio.Lock()
-        self._filters = [SyncdFilter(f.local, f.exclude) for f in config.folders]
+        self.folders: dict[int, _Folder] = {}  # by state folder id
         self.queue = SettleQueue(config.sync.settle_ms / 1000, self._stat)
         self._cancel: anyio.CancelScope | None = None
-        self._journalled: set[Key] = set()  # what the journal table holds now
-        self._ids: list[int] = []  # state folder ids, by folder index
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._last_sync: float | None = None
+        self.liveness = Liveness(
+            stall_s
+            if stall_s is not None
+            else config.dam.timeout_s + max(MAX_PAUSE_S, config.dam.backoff_max_s) + 30.0
+        )
+        self.pacer: Pacer | None = None
+        self.metrics = Metrics(lambda: self.pacer)
 
     # requests (what signals turn into; tests call them directly)
 
@@ -83,10 +123,16 @@ class Daemon:
             self._cancel.cancel()
             return
         log.info("daemon_stopping", signal=signal.Signals(signum).name if signum else None)
+        self.notifier.stopping()
         self._stop.set()
 
     def request_reconcile(self) -> None:
-        """Reconcile every folder now (as SIGHUP does)."""
+        """Reconcile every folder now."""
+        self._reconcile_now.set()
+
+    def request_reload(self) -> None:
+        """Re-read the config and the API key, apply them, then reconcile (SIGHUP)."""
+        self._reload_now.set()
         self._reconcile_now.set()
 
     # the run
@@ -94,41 +140,56 @@ class Daemon:
     async def run(self) -> None:
         """Run until stopped. Raises `AuthError` when the key is rejected."""
         state = State.open(self.config.state.path)
-        self.state = state
+        self.state, self.journal = state, QueueJournal(state)
         try:
-            async with make_dam(self.config, self.key, make_pacer(self.config)) as dam:
-                self.dam = dam
-                await check_access(dam, self.config)
-                self.executor = Executor(
-                    dam, state, self.summary, NullProgress(), workers=self.config.dam.workers
-                )
-                await self._run(dam)
+            if (listen := self.config.metrics.listen) is not None:
+                self.metrics.serve(*listen, source=self.config.source)
+            await self.open_dam(self.config, self.key, make_pacer(self.config))
+            try:
+                await check_access(self.dam, self.config)
+                await self._run()
+            finally:
+                await self.dam.__aexit__(None, None, None)
         finally:
-            self._save_journal()  # what is still queued is done after the next start
+            self.metrics.close()
+            self.journal.save(self.queue.tracked())  # done after the next start
             state.close()
+            self.notifier.close()
             log.info("daemon_stopped", forced=self.forced, **self.summary.as_dict())
 
-    async def _run(self, dam: DamClient) -> None:
-        await self._reconcile_all("start")
-        self._replay_journal()
+    async def open_dam(self, config: Config, key: str, pacer: Pacer) -> None:
+        pacer.heartbeat = self.liveness.beat
+        self.pacer = pacer
+        self.dam = await make_dam(config, key, pacer).__aenter__()
+        self.executor = Executor(
+            self.dam, self.state, self.summary, NullProgress(), workers=config.dam.workers
+        )
+
+    async def _run(self) -> None:
         async with anyio.create_task_group() as tg:
-            self._cancel = tg.cancel_scope
+            self._cancel, self._tg = tg.cancel_scope, tg
             if self.handle_signals:
                 tg.start_soon(self._signals, name="syncd signals")
-            for index in range(len(self.config.folders)):
-                await tg.start(self._watch, index, name=f"syncd watch {index}")
+            tg.start_soon(self._supervise, name="syncd watchdog")
+            # Watch first, so nothing changed during the first reconcile is missed.
+            for folder in self.config.folders:
+                await self.start_folder(folder)
+            await self._reconcile_all("start")
+            self._replay_journal()
             tg.start_soon(self._dispatch, name="syncd dispatcher")
             tg.start_soon(self._periodic, name="syncd reconcile timer")
             tg.start_soon(self._journal, name="syncd journal")
             self.ready.set()
+            self.notifier.ready(self.status())
             log.info(
                 "daemon_ready",
-                folders=len(self.config.folders),
+                folders=len(self.folders),
                 settle_ms=self.config.sync.settle_ms,
                 queued=len(self.queue),
             )
             await self._stop.wait()
-            self._stop_watch.set()
+            for watched in self.folders.values():
+                watched.stop.set()
             with anyio.move_on_after(self.config.sync.shutdown_grace_s):
                 await self._idle.wait()
             tg.cancel_scope.cancel()
@@ -137,28 +198,40 @@ class Daemon:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
             async for signum in sigs:
                 if signum == signal.SIGHUP:
-                    log.info("reconcile_requested", signal="SIGHUP")
-                    self.request_reconcile()
+                    log.info("reload_requested", signal="SIGHUP")
+                    self.request_reload()
                 else:
                     self.request_stop(signum)
 
-    async def _watch(
-        self, index: int, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
-        folder = self.config.folders[index]
+    async def start_folder(self, config: FolderConfig) -> int:
+        """Arm a folder's watcher (returns once it is armed); returns its state id."""
+        fid = self.state.ensure_folder(str(config.local), config.remote)
+        folder = self.folders[fid] = _Folder(config, SyncdFilter(config.local, config.exclude))
+        assert self._tg is not None
+        await self._tg.start(self._watch, fid, folder, name=f"syncd watch {config.name}")
+        self.metrics.folders.set(len(self.folders))
+        return fid
 
+    async def _watch(
+        self,
+        fid: int,
+        folder: _Folder,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         def sink(rels: set[str]) -> None:
-            self.queue.note(((index, rel) for rel in rels), time.monotonic())
+            self.queue.note(((fid, rel) for rel in rels), time.monotonic())
             self._noted.set()
 
-        await watch_folder(
-            folder.local,
-            self._filters[index],
-            sink,
-            stop=self._stop_watch,
-            force_polling=folder.force_polling,
-            task_status=task_status,
-        )
+        with structlog.contextvars.bound_contextvars(folder=folder.config.name):
+            await watch_folder(
+                folder.config.local,
+                folder.filt,
+                sink,
+                stop=folder.stop,
+                force_polling=folder.config.force_polling,
+                task_status=task_status,
+            )
 
     async def _dispatch(self) -> None:
         while not self._stop.is_set():
@@ -175,66 +248,68 @@ class Daemon:
                 continue
             self._idle = anyio.Event()
             try:
-                async with self._lock:
+                async with self.busy():
                     await self._process(due)
                 # Only a finished batch leaves the queue: one cut short by the grace
                 # period stays in flight, so the journal keeps it for the next start.
-                self.queue.done(due, time.monotonic())
+                self.metrics.observe_lag(self.queue.done(due, time.monotonic()))
             finally:
                 self._idle.set()
 
+    @asynccontextmanager
+    async def busy(self) -> AsyncIterator[None]:
+        """Hold the lock for one batch, reconcile or reload; the watchdog expects
+        progress meanwhile."""
+        async with self._lock:
+            self.liveness.busy = True
+            self.liveness.beat()
+            try:
+                yield
+            finally:
+                self.liveness.busy = False
+                self.liveness.beat()
+
     async def _process(self, due: list[Key]) -> None:
         by_folder: dict[int, list[str]] = {}
-        for index, rel in due:
-            by_folder.setdefault(index, []).append(rel)
+        for fid, rel in due:
+            if fid in self.folders:  # a folder removed by a reload is not synced
+                by_folder.setdefault(fid, []).append(rel)
         batch = Summary()
         self.executor.summary = batch
-        for index, rels in by_folder.items():
-            folder = self.config.folders[index]
-            with structlog.contextvars.bound_contextvars(folder=folder.name):
-                await self._process_folder(index, folder, rels, batch)
+        for fid, rels in by_folder.items():
+            folder = self.folders[fid]
+            with structlog.contextvars.bound_contextvars(folder=folder.config.name):
+                await self._process_folder(fid, folder, rels, batch)
         log.info("sync_batch", paths=len(due), **batch.as_dict())
-        self.summary.absorb(batch)
+        self._finished(batch)
 
     async def _process_folder(
-        self, index: int, folder: FolderConfig, rels: list[str], batch: Summary
+        self, fid: int, folder: _Folder, rels: list[str], batch: Summary
     ) -> None:
-        problem = root_status(folder.local)
+        config = folder.config
+        problem = root_status(config.local)
         if problem is not None:
             # An unmounted or vanished root: no delete, no upload; the next reconcile
             # after it comes back sees everything.
             log.error("folder_unusable", problem=problem)
-            batch.refused.append(f"{folder.name}: {problem}")
+            batch.refused.append(f"{config.name}: {problem}")
             return
-        run = FolderRun(folder, self.config, self.dam, self.state, RunOptions(), batch)
-        scanned = await anyio.to_thread.run_sync(scan_paths, folder.local, rels, run.filt)
+        run = FolderRun(config, self.config, self.dam, self.state, RunOptions(), batch)
+        scanned = await anyio.to_thread.run_sync(scan_paths, config.local, rels, run.filt)
         # A directory reported as new lists files that may still be written: those with
         # their own pending events are left alone until they settle.
-        later = {p for p in scanned.files if self.queue.waiting((index, p))}
+        later = {p for p in scanned.files if self.queue.waiting((fid, p))}
         for skip in scanned.skipped:
             (batch.failed if skip.failed else batch.skipped).append(skip)
         gone_dirs = [
             rel
             for rel in rels
-            if self._stat((index, rel)) is None and self.state.known_under(run.folder_id, rel)
+            if self._stat((fid, rel)) is None and self.state.known_under(run.folder_id, rel)
         ]
         decided, unreadable = await run.decide_paths(scanned, rels, later=later)
         await run.carry_out(self.executor, decided, None, clean=not unreadable, partial=True)
         if gone_dirs and not decided.refused:
-            await self._remove_folders(folder, gone_dirs)
-
-    async def _remove_folders(self, folder: FolderConfig, rels: list[str]) -> None:
-        """A local directory whose synced files were all deleted takes its DAM folder with
-        it, once that folder is empty (folders syncd filled mirror local directories)."""
-        for rel in sorted(rels, key=len, reverse=True):  # children before parents
-            path = f"{folder.remote.rstrip('/')}/{rel}"
-            try:
-                if await self.dam.remove_empty_folder(path):
-                    log.info("folder_removed", remote=path)
-            except DamError as exc:
-                if isinstance(exc, AuthError):
-                    raise
-                log.warning("folder_not_removed", remote=path, error=str(exc))
+            await self.dam.remove_emptied_folders(config.remote, gone_dirs)
 
     async def _periodic(self) -> None:
         while True:
@@ -242,65 +317,82 @@ class Daemon:
                 await self._reconcile_now.wait()
             reason = "requested" if self._reconcile_now.is_set() else "periodic"
             self._reconcile_now = anyio.Event()
+            if self._reload_now.is_set():
+                self._reload_now = anyio.Event()
+                reason = "reload"
+                await reload(self)
             await self._reconcile_all(reason)
 
     async def _reconcile_all(self, reason: str) -> None:
         """The cheap stat+state reconcile of every folder (the one `--initial-sync` runs)."""
         run_summary = Summary()
         self.executor.summary = run_summary
-        async with self._lock:
-            for folder in self.config.folders:
-                with structlog.contextvars.bound_contextvars(folder=folder.name):
+        async with self.busy():
+            for folder in list(self.folders.values()):
+                with structlog.contextvars.bound_contextvars(folder=folder.config.name):
                     run = FolderRun(
-                        folder, self.config, self.dam, self.state, RunOptions(), run_summary
+                        folder.config, self.config, self.dam, self.state, RunOptions(), run_summary
                     )
                     await run.reconcile(self.executor, io.StringIO())  # prints only dry runs
         log.info("reconcile_done", reason=reason, **run_summary.as_dict())
-        self.summary.absorb(run_summary)
+        self._finished(run_summary)
+
+    def _finished(self, part: Summary) -> None:
+        """Account for a finished batch or reconcile."""
+        self.summary.absorb(part)
+        # The daemon runs for months: keep counts, not every failure ever seen.
+        self.failures += len(part.failed)
+        del self.summary.failed[:-100], self.summary.refused[:-100]
+        self.metrics.record(part)
+        self._last_sync = time.time()
+
+    # the watchdog and STATUS=
+
+    def status(self, state: str = "watching") -> str:
+        stats = self.queue.statistics(time.monotonic())
+        return status_line(
+            folders=len(self.folders),
+            queued=stats.pending,
+            in_flight=stats.in_flight,
+            last_sync=self._last_sync,
+            failures=self.failures,
+            state=state,
+        )
+
+    async def _supervise(self) -> None:
+        def tick(now: float, wedged: bool) -> str:
+            stats = self.queue.statistics(now)
+            self.metrics.queue_depth.set(stats.pending + stats.in_flight)
+            self.metrics.queue_oldest.set(stats.oldest_age_s)
+            if wedged:
+                return self.status("stalled")
+            return self.status("watching" if self.ready.is_set() else "starting:")
+
+        await supervise(self.notifier, self.liveness, tick, watchdog_interval(), self.ready)
 
     # the journal
 
-    def _folder_ids(self) -> list[int]:
-        return [self.state.ensure_folder(str(f.local), f.remote) for f in self.config.folders]
-
     def _replay_journal(self) -> None:
-        self._ids = self._folder_ids()
-        ids = {fid: i for i, fid in enumerate(self._ids)}
-        keys = [(ids[fid], path) for fid, path in self.state.journal() if fid in ids]
-        self._journalled = set(keys)
+        keys = self.journal.replay(self.folders)
         if keys:
             log.info("journal_replayed", paths=len(keys))
             self.queue.note(keys, time.monotonic())
             self._noted.set()
 
-    def _save_journal(self) -> None:
-        """Write what changed in the queue since the last save (a burst of 20,000 paths
-        is one insert, not a rewrite every second)."""
-        keys = self.queue.tracked()
-        added, removed = keys - self._journalled, self._journalled - keys
-        if not added and not removed:
-            return
-        try:
-            ids = self._ids
-            self.state.update_journal(
-                ((ids[i], path) for i, path in added), ((ids[i], path) for i, path in removed)
-            )
-        except StateError as exc:
-            log.error("journal_not_saved", error=str(exc))
-            return
-        self._journalled = keys
-
     async def _journal(self) -> None:
         while True:
             await anyio.sleep(_JOURNAL_EVERY_S)
-            self._save_journal()
+            self.journal.save(self.queue.tracked())
 
     # plumbing
 
     def _stat(self, key: Key) -> Stat:
-        index, rel = key
+        fid, rel = key
+        folder = self.folders.get(fid)
+        if folder is None:
+            return None
         try:
-            st = os.lstat(os.path.join(self.config.folders[index].local, rel))
+            st = os.lstat(os.path.join(folder.config.local, rel))
         except OSError:
             return None
         return st.st_size, st.st_mtime_ns

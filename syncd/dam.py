@@ -1,10 +1,10 @@
 """The DAM client: the only module that imports aiohttp.
 
 It owns the single `aiohttp.ClientSession` of the process (keep-alive pool sized to the
-worker count, timeouts, the `X-Filerobot-Key` header), the wire shapes of the Filerobot
-v4 API (see shared/docs/dam-api.md), and the translation of every failure into the
-`syncd.errors` tree. A response is a failure when its status is not 2xx *or* its body
-says `"status": "error"`. Every request runs under the shared `Pacer`.
+worker count, timeouts, the `X-Filerobot-Key` header, TLS with `dam.ca_bundle`'s extra CAs),
+the wire shapes of the Filerobot v4 API (see shared/docs/dam-api.md), and the translation of
+every failure into the `syncd.errors` tree. A response is a failure when its status is not
+2xx *or* its body says `"status": "error"`. Every request runs under the shared `Pacer`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ import email.utils
 import json
 import os
 import secrets
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote, urlencode, urlsplit
@@ -25,9 +27,10 @@ import aiohttp
 import yarl
 
 from syncd.dam_ops import BULK, AssetOps
-from syncd.errors import ConfigError, NotFound, TransientDamError
+from syncd.errors import ConfigError, NotFound, PermanentDamError, TransientDamError
 from syncd.model import RemoteFile
 from syncd.pacer import Pacer
+from syncd.tls import certificate_problem, client_context
 from syncd.wire import (
     SAME_CONTENT_CODES,
     Uploaded,
@@ -94,10 +97,14 @@ def _multipart(name: str, content: Body) -> tuple[Any, dict[str, str] | None]:
 
 
 @contextmanager
-def _translate(what: str) -> Iterator[None]:
-    """Turn aiohttp and socket failures into `TransientDamError`."""
+def _translate(what: str, ca_bundle: Path | None) -> Iterator[None]:
+    """Turn aiohttp and socket failures into `TransientDamError`, except an unverifiable
+    certificate: retrying cannot fix that, so it is a `PermanentDamError` at once."""
     try:
         yield
+    except aiohttp.ClientConnectorCertificateError as exc:
+        problem = certificate_problem(exc.host, exc.port, exc.certificate_error, ca_bundle)
+        raise PermanentDamError(f"{what}: {problem}") from exc
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
         raise TransientDamError(f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
     except aiohttp.ClientError as exc:
@@ -120,11 +127,13 @@ class DamClient(AssetOps):
         workers: int = 8,
         timeout_s: float = 120.0,
         connect_timeout_s: float = 10.0,
+        ca_bundle: Path | None = None,
     ) -> None:
         self._prefix = f"{base_url.rstrip('/')}/{quote(token, safe='')}/v4"
         self._key = key
         self.pacer = pacer
         self._workers = workers
+        self._ca_bundle = ca_bundle
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         # Uploads of big files may take longer than any total; only stalls count.
         self._upload_timeout = aiohttp.ClientTimeout(
@@ -138,8 +147,15 @@ class DamClient(AssetOps):
         self.requests = 0
 
     async def __aenter__(self) -> Self:
+        # Without a bundle aiohttp's own verifying context (built once at import) is used.
+        tls: ssl.SSLContext | bool = True
+        if self._ca_bundle is not None and self._prefix.startswith("https:"):
+            tls = await asyncio.to_thread(client_context, self._ca_bundle)
         connector = aiohttp.TCPConnector(
-            limit=self._workers + 2, limit_per_host=self._workers + 2, keepalive_timeout=30
+            limit=self._workers + 2,
+            limit_per_host=self._workers + 2,
+            keepalive_timeout=30,
+            ssl=tls,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -193,7 +209,7 @@ class DamClient(AssetOps):
     ) -> dict[str, Any]:
         assert self._session is not None, "use DamClient as an async context manager"
         self.requests += 1
-        with _translate(what):
+        with _translate(what, self._ca_bundle):
             async with self._session.request(
                 method,
                 self._url(path, params),
@@ -254,7 +270,8 @@ class DamClient(AssetOps):
 
     async def check_access(self) -> None:
         """One cheap request that fails with `AuthError` when the key is missing or
-        rejected, or when the DAM does not know the project token."""
+        rejected, and with `ConfigError` when the DAM does not know the project token or
+        its TLS certificate cannot be verified."""
         try:
             await self._call(
                 "GET", "/files", what="check the API key", params={"folder": "/", "limit": 1}
@@ -265,6 +282,13 @@ class DamClient(AssetOps):
                 " project token; copy the token from the DAM's project settings, and check"
                 " dam.base_url"
             ) from None
+        except PermanentDamError as exc:
+            cert = exc.__cause__
+            if not isinstance(cert, aiohttp.ClientConnectorCertificateError):
+                raise
+            bundle = self._ca_bundle
+            problem = certificate_problem(cert.host, cert.port, cert.certificate_error, bundle)
+            raise ConfigError(problem) from None
 
     async def count(self, folder: str) -> int | None:
         """The recursive file count of a DAM folder (0 when it does not exist), or None

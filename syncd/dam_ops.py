@@ -7,9 +7,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from syncd.errors import NotFound
+import structlog
+
+from syncd.errors import AuthError, DamError, NotFound
 
 __all__ = ["BULK", "AssetOps"]
+
+log = structlog.get_logger("syncd.dam")
 
 BULK = 500
 """The most uuids per bulk request (the DAM documents no limit)."""
@@ -62,6 +66,20 @@ class AssetOps:
                 what=f"move {len(chunk)} files to {folder}",
                 json_body={"files_uuids": chunk, "new_folder_name": folder},
             )
+
+    async def remove_emptied_folders(self, remote: str, rels: list[str]) -> None:
+        """Remove the DAM folders mirroring deleted local directories (`rels`, relative
+        to the DAM folder `remote`) once they are empty; syncd filled them, so they go
+        with their local directory. A failure is logged, never raised (but `AuthError`)."""
+        for rel in sorted(rels, key=len, reverse=True):  # children before parents
+            path = f"{remote.rstrip('/')}/{rel}"
+            try:
+                if await self.remove_empty_folder(path):
+                    log.info("folder_removed", remote=path)
+            except AuthError:
+                raise
+            except DamError as exc:
+                log.warning("folder_not_removed", remote=path, error=str(exc))
 
     async def remove_empty_folder(self, path: str) -> bool:
         """Delete the DAM folder at `path` if it holds no file at all; True when it did.

@@ -35,7 +35,7 @@ from syncd.progress import Summary, human_bytes
 from syncd.scan import FileChanged, ScanError, ScanResult, UnsafePath, root_status, scan
 from syncd.source import hash_file
 from syncd.state import State
-from syncd.workers import Executor, FolderTarget
+from syncd.workers import Executor, FolderTarget, failure_kind
 
 __all__ = ["FolderRun", "RunOptions"]
 
@@ -119,7 +119,7 @@ class FolderRun:
             if isinstance(failed[0], AuthError):
                 raise failed[0]  # outside the task group, so callers see it unwrapped
             reason = f"could not list the DAM folder: {failed[0]}"
-            self.summary.failed.append(Skip(self.folder.name, reason))
+            self.summary.failed.append(Skip(self.folder.name, reason, kind=failure_kind(failed[0])))
             log.error("folder_failed", error=str(failed[0]))
             return None
         scanned = walked[0]

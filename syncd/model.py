@@ -86,6 +86,7 @@ class Skip:
     path: str
     reason: str
     failed: bool = False
+    kind: str = "unreadable"  # for failures: a short label (metrics group failures by it)
 
 
 class Op(enum.Enum):

@@ -184,6 +184,9 @@ class Pacer:
         self._limited_streak = 0
         self.waits = 0
         self.rate_limited = 0
+        # Called whenever a request attempt ends (and per chunk of a streamed upload):
+        # the daemon's watchdog takes it as proof that the workers are not wedged.
+        self.heartbeat: Callable[[], None] = _nothing
 
     @property
     def in_flight(self) -> int:
@@ -248,11 +251,14 @@ class Pacer:
                 try:
                     result = await fn()
                 except RateLimited as exc:
+                    self.heartbeat()
                     self._on_rate_limited(exc, generation, what)
                     error: TransientDamError = exc
                 except TransientDamError as exc:
+                    self.heartbeat()
                     error = exc
                 else:
+                    self.heartbeat()
                     self._on_success()
                     return result
             attempt += 1
@@ -332,3 +338,7 @@ class Pacer:
         if self._changed is not None:
             self._changed.set()
             self._changed = None
+
+
+def _nothing() -> None:
+    pass

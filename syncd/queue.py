@@ -1,6 +1,6 @@
 """The daemon's work queue: paths waiting for their file to settle.
 
-Keyed by `(folder index, root-relative path)`, so the latest state of each path wins and a
+Keyed by `(folder id, root-relative path)`, so the latest state of each path wins and a
 path noted a thousand times is one entry. A path becomes due once its `(size, mtime)` has
 stayed the same for the settle window: a file still being written keeps moving and is not
 taken, and a delete followed by a re-create within the window comes out as one update.
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 __all__ = ["Key", "QueueStats", "SettleQueue", "Stat"]
 
 Key = tuple[int, str]
-"""(folder index, root-relative path)."""
+"""(the state's folder id, root-relative path): stable across config reloads."""
 
 Stat = tuple[int, int] | None
 """(size, mtime_ns) of the path, or None while it does not exist."""
@@ -52,7 +52,7 @@ class SettleQueue:
         self.settle_s = settle_s
         self._stat = stat
         self._pending: dict[Key, _Pending] = {}
-        self._in_flight: set[Key] = set()
+        self._in_flight: dict[Key, float] = {}  # -> when the path was first noted
         self._again: set[Key] = set()
 
     def __len__(self) -> int:
@@ -89,19 +89,33 @@ class SettleQueue:
                 pending.stat, pending.since = stat, now
                 continue
             del self._pending[key]
-            self._in_flight.add(key)
+            self._in_flight[key] = pending.first
             due.append(key)
         return due
 
-    def done(self, keys: Iterable[Key], now: float) -> None:
-        """These jobs finished; a path noted meanwhile is queued again (once)."""
-        again = []
+    def done(self, keys: Iterable[Key], now: float) -> list[float]:
+        """These jobs finished; a path noted meanwhile is queued again (once).
+
+        Returns each finished path's lag: from its first event to now."""
+        again, lags = [], []
         for key in keys:
-            self._in_flight.discard(key)
+            first = self._in_flight.pop(key, None)
+            if first is not None:
+                lags.append(now - first)
             if key in self._again:
                 self._again.discard(key)
                 again.append(key)
         self.note(again, now)
+        return lags
+
+    def drop(self, folder: int) -> int:
+        """Forget every pending path of a folder (it left the config); returns how many.
+        Paths in flight finish, but are not queued again."""
+        gone = [k for k in self._pending if k[0] == folder]
+        for key in gone:
+            del self._pending[key]
+        self._again = {k for k in self._again if k[0] != folder}
+        return len(gone)
 
     def waiting(self, key: Key) -> bool:
         """Whether a path is pending (noted, not yet settled)."""
@@ -109,9 +123,11 @@ class SettleQueue:
 
     def tracked(self) -> set[Key]:
         """Every path pending or in flight: what a journal must keep."""
-        return set(self._pending) | self._in_flight
+        return set(self._pending) | set(self._in_flight)
 
     def statistics(self, now: float) -> QueueStats:
         """Depth and age for logs, `STATUS=` and metrics."""
-        oldest = min((p.first for p in self._pending.values()), default=now)
+        oldest = min(
+            (*(p.first for p in self._pending.values()), *self._in_flight.values()), default=now
+        )
         return QueueStats(len(self._pending), len(self._in_flight), now - oldest)

@@ -74,11 +74,13 @@ def make_dam(config: Config, key: str, pacer: Pacer) -> DamClient:
         workers=config.dam.workers,
         timeout_s=config.dam.timeout_s,
         connect_timeout_s=config.dam.connect_timeout_s,
+        ca_bundle=config.dam.ca_bundle,
     )
 
 
 async def check_access(dam: DamClient, config: Config) -> None:
-    """Fail fast on a rejected key (`AuthError`) or an unknown token (`ConfigError`)."""
+    """Fail fast on a rejected key (`AuthError`), or on an unknown token or an unverifiable
+    TLS certificate (`ConfigError`)."""
     try:
         await dam.check_access()
     except ConfigError as exc:

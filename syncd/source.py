@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -50,9 +50,12 @@ class FileSource:
     read to the end.
     """
 
-    def __init__(self, root: Path, local: LocalFile) -> None:
+    def __init__(
+        self, root: Path, local: LocalFile, on_chunk: Callable[[], None] | None = None
+    ) -> None:
         self.root = root
         self.local = local
+        self._on_chunk = on_chunk  # a long upload is progress, not a wedged worker
         self.sha1: str | None = local.sha1
         # Set when a streamed body stopped because of the file itself; aiohttp may
         # report that as a connection error, so the caller checks here first.
@@ -93,6 +96,8 @@ class FileSource:
                         raise FileChanged(f"{self.local.path} changed while it was being read")
                 h.update(pending)
                 sent += len(pending)
+                if self._on_chunk is not None:
+                    self._on_chunk()
                 yield pending
                 pending = chunk
             self.sha1 = h.hexdigest()

@@ -35,7 +35,7 @@ class Uploader:
         self, target: FolderTarget, local: LocalFile, old_uuid: str | None
     ) -> tuple[Uploaded, str]:
         folder, name = remote_location(target.remote, local.path)
-        source = FileSource(target.root, local)
+        source = FileSource(target.root, local, self.dam.pacer.heartbeat)
         stream = local.size > target.stream_threshold
 
         def body() -> Body:

@@ -19,14 +19,22 @@ import anyio
 import structlog
 
 from syncd.dam import DamClient, Uploaded
-from syncd.errors import AuthError, DamError, NameConflict, StateError
+from syncd.errors import (
+    AuthError,
+    DamError,
+    NameConflict,
+    NotFound,
+    RateLimited,
+    StateError,
+    TransientDamError,
+)
 from syncd.model import Action, Known, LocalFile, Op, Skip, remote_location
 from syncd.progress import Progress, Summary
 from syncd.scan import FileChanged, UnsafePath
 from syncd.state import State
 from syncd.upload import Uploader
 
-__all__ = ["Executor", "FolderTarget"]
+__all__ = ["Executor", "FolderTarget", "failure_kind"]
 
 log = structlog.get_logger("syncd.workers")
 
@@ -134,11 +142,13 @@ class Executor:
                 self.summary.skipped.append(Skip(local.path, str(exc)))
                 return None
             except OSError as exc:
-                return self._failed(target, action, f"cannot read the file: {exc.strerror}")
+                return self._failed(
+                    target, action, f"cannot read the file: {exc.strerror}", "unreadable"
+                )
             except AuthError:
                 raise
             except DamError as exc:
-                return self._failed(target, action, _explain(exc, action))
+                return self._failed(target, action, _explain(exc, action), failure_kind(exc))
             await self._committed(target, action, local, uploaded, sha1)
             log.debug(
                 "job_done",
@@ -150,7 +160,7 @@ class Executor:
                 ms=round((time.monotonic() - t0) * 1000, 1),
             )
             return None
-        return self._failed(target, action, "the file kept changing while it was read")
+        return self._failed(target, action, "the file kept changing while it was read", "changing")
 
     async def _committed(
         self, target: FolderTarget, action: Action, local: LocalFile, uploaded: Uploaded, sha1: str
@@ -219,7 +229,7 @@ class Executor:
                 raise
             except DamError as exc:
                 for a in group:
-                    self._failed(target, a, str(exc))
+                    self._failed(target, a, str(exc), failure_kind(exc))
                     failed.add(a.path)
         for a in moves:
             if a.path in failed:
@@ -236,7 +246,7 @@ class Executor:
                 except AuthError:
                     raise
                 except DamError as exc:
-                    self._failed(target, a, str(exc))
+                    self._failed(target, a, str(exc), failure_kind(exc))
                     continue
             self.state.forget(target.folder_id, a.source)
             self._record(target, a.local, a.local.sha1, a.uuid, a.remote_sha1)
@@ -273,7 +283,7 @@ class Executor:
                 except AuthError:
                     raise
                 except DamError as one:
-                    self._failed(target, action, str(one))
+                    self._failed(target, action, str(one), failure_kind(one))
                     failed.add(uuid)
         for uuid, action in by_uuid.items():
             if uuid not in failed:
@@ -317,11 +327,24 @@ class Executor:
         log.info("file_vanished", path=local.path)
         self.progress.advance(1, 0)
 
-    def _failed(self, target: FolderTarget, action: Action, reason: str) -> None:
-        self.summary.failed.append(Skip(action.path, reason))
+    def _failed(self, target: FolderTarget, action: Action, reason: str, kind: str) -> None:
+        self.summary.failed.append(Skip(action.path, reason, kind=kind))
         self.state.park(target.folder_id, action.path, action.op.value, reason)
         self.progress.advance(1, 0)
         log.warning("job_failed", op=action.op.value, path=action.path, error=reason)
+
+
+def failure_kind(exc: DamError) -> str:
+    """A short, fixed label for a DAM failure (a metrics label: never free text)."""
+    if isinstance(exc, RateLimited):
+        return "rate_limited"
+    if isinstance(exc, TransientDamError):
+        return "dam_unavailable"  # retries ran out on errors, timeouts or 5xx
+    if isinstance(exc, NameConflict):
+        return "name_conflict"
+    if isinstance(exc, NotFound):
+        return "not_found"
+    return "dam_rejected"
 
 
 def _explain(exc: DamError, action: Action) -> str:

@@ -7,7 +7,8 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,3 +139,21 @@ def write(path: Path, data: bytes | str) -> Path:
 
 
 Writer = Callable[[Path, bytes | str], Path]
+
+
+@pytest.fixture
+def dam(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The emulator's store, recorded: see `tests.harness.DamLog`."""
+    from tests.harness import DamLog
+
+    log = DamLog(emulator)
+    log.hook(monkeypatch)
+    return log
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory with a short path, for unix sockets (tmp_path can exceed the 107-byte
+    limit of a socket path)."""
+    with tempfile.TemporaryDirectory(prefix="syncd-") as d:
+        yield Path(d)

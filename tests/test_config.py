@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from syncd.config import (
     Config,
     DamConfig,
     FolderConfig,
+    MetricsConfig,
     StateConfig,
     config_from_dict,
     load_config,
@@ -550,3 +554,160 @@ def test_plain_http_only_on_loopback(root: Path, url: str, ok: bool) -> None:
     else:
         with pytest.raises(ConfigError, match="dam.base_url: .*use https"):
             config_from_dict(data, root / "c.toml")
+
+
+# --- dam.ca_bundle, and no way to turn TLS verification off ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca_pem(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A self-signed CA certificate, PEM."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    d = tmp_path_factory.mktemp("ca")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]
+        + ["-nodes", "-days", "2", "-subj", "/CN=test CA", "-addext", "basicConstraints=CA:TRUE"]
+        + ["-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem")],
+        check=True,
+        capture_output=True,
+    )
+    return (d / "ca.pem").read_bytes()
+
+
+def test_ca_bundle_relative_to_the_config_file(root: Path, ca_pem: bytes) -> None:
+    (root / "certs").mkdir()
+    (root / "certs" / "corp.pem").write_bytes(ca_pem)
+    data = with_value(minimal(), "dam.ca_bundle", "certs/corp.pem")
+    assert build(data, root).dam.ca_bundle == root / "certs" / "corp.pem"
+    data = with_value(minimal(), "dam.ca_bundle", str(root / "certs" / "corp.pem"))
+    assert build(data, root).dam.ca_bundle == root / "certs" / "corp.pem"
+
+
+def test_ca_bundle_default_is_none(root: Path) -> None:
+    assert build(minimal(), root).dam.ca_bundle is None
+    # `#ca_bundle = ""` in the example shows the default; uncommented, it means the same.
+    assert build(with_value(minimal(), "dam.ca_bundle", ""), root).dam.ca_bundle is None
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("missing.pem", '{root}/missing.pem (from "missing.pem") does not exist; fix the path'),
+        ("a", '{root}/a (from "a") is not a file; give a PEM file of CA certificates'),
+        ("{root}/a", "{root}/a is not a file; give a PEM file of CA certificates"),
+        (
+            "not.pem",
+            '{root}/not.pem (from "not.pem") holds no usable CA certificate (NO_CERTIFICATE_OR',
+        ),
+        (5, "expected a string, got 5; set it to a string"),
+    ],
+)
+def test_ca_bundle_errors(root: Path, value: object, fragment: str) -> None:
+    (root / "not.pem").write_text("this is not a certificate\n")
+    if isinstance(value, str):
+        value = value.format(root=root)
+    message = config_error(with_value(minimal(), "dam.ca_bundle", value), root)
+    assert f": dam.ca_bundle: {fragment.format(root=root)}" in message
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads anything")
+def test_unreadable_ca_bundle(root: Path, ca_pem: bytes) -> None:
+    bundle = root / "ca.pem"
+    bundle.write_bytes(ca_pem)
+    bundle.chmod(0)
+    message = config_error(with_value(minimal(), "dam.ca_bundle", "ca.pem"), root)
+    assert ": dam.ca_bundle: " in message
+    assert "Permission denied; make it readable by syncd's user" in message
+
+
+@pytest.mark.parametrize(
+    "name", ["verify_tls", "insecure", "ssl_verify", "verify-ssl", "VERIFY_SSL", "tls_verify"]
+)
+@pytest.mark.parametrize("table", ["dam", ""])
+def test_turning_tls_verification_off_is_refused(root: Path, table: str, name: str) -> None:
+    dotted = f"{table}.{name}" if table else name
+    message = config_error(with_value(minimal(), dotted, False), root)
+    assert message.endswith(
+        f": {dotted}: TLS verification cannot be turned off; use dam.ca_bundle for a private CA"
+        " or a TLS-inspecting proxy"
+    )
+
+
+# --- [metrics] -------------------------------------------------------------------------------
+
+
+def test_metrics_off_by_default(root: Path) -> None:
+    assert build(minimal(), root).metrics == MetricsConfig(listen=None)
+    assert build({**minimal(), "metrics": {}}, root).metrics == MetricsConfig(listen=None)
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("127.0.0.1:9150", ("127.0.0.1", 9150)),
+        ("[::1]:9150", ("::1", 9150)),
+        ("localhost:9150", ("localhost", 9150)),
+        ("metrics-1.internal.example:1", ("metrics-1.internal.example", 1)),
+        ("0.0.0.0:65535", ("0.0.0.0", 65535)),
+    ],
+)
+def test_metrics_listen(root: Path, listen: str, expected: tuple[str, int]) -> None:
+    data = with_value(minimal(), "metrics.listen", listen)
+    assert build(data, root).metrics == MetricsConfig(listen=expected)
+
+
+LISTEN_ERRORS = [
+    ("127.0.0.1", '"127.0.0.1" is not HOST:PORT; use HOST:PORT, like "127.0.0.1:9150"'),
+    ("localhost", '"localhost" is not HOST:PORT'),
+    (":9150", '":9150" is not HOST:PORT'),
+    ("127.0.0.1:0", '"127.0.0.1:0": the port must be a number from 1 to 65535; use HOST:PORT'),
+    ("127.0.0.1:70000", '"127.0.0.1:70000": the port must be a number from 1 to 65535'),
+    ("127.0.0.1:", '"127.0.0.1:": the port must be a number from 1 to 65535'),
+    ("127.0.0.1:http", '"127.0.0.1:http": the port must be a number from 1 to 65535'),
+    ("127.0.0.1:-1", '"127.0.0.1:-1": the port must be a number from 1 to 65535'),
+    ("[::1]", '"[::1]" is not HOST:PORT'),
+    ("[::1]9150", '"[::1]9150" is not HOST:PORT'),
+    ("[::1", '"[::1" is not HOST:PORT'),
+    ("[::1]:", '"[::1]:": the port must be a number from 1 to 65535'),
+    ("::1:9150", '"::1:9150": write an IPv6 address in brackets; use HOST:PORT'),
+    ("[nope]:9150", '"[nope]:9150": "nope" is not an IPv6 address'),
+    ("256.1.1.1:80", '"256.1.1.1:80": 256.1.1.1 is not an IPv4 address'),
+    ("my host:80", '"my host:80": "my host" is not a hostname'),
+    ("-bad.example:80", '"-bad.example:80": "-bad.example" is not a hostname'),
+    (9150, "expected a string, got 9150; set it to a string"),
+    (["127.0.0.1", 9150], "expected a string, got an array"),
+]
+
+
+@pytest.mark.parametrize(("listen", "fragment"), LISTEN_ERRORS)
+def test_metrics_listen_errors(root: Path, listen: object, fragment: str) -> None:
+    message = config_error(with_value(minimal(), "metrics.listen", listen), root)
+    assert f": metrics.listen: {fragment}" in message
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "key", "fragment"),
+    [
+        ("metrics", "127.0.0.1:9150", "metrics", 'expected a table, got "127.0.0.1:9150"'),
+        ("metrics.listn", "x", "metrics.listn", "unknown key; did you mean 'listen'?"),
+        ("folders.0.listen", "x", "folders[0].listen", "unknown key; it belongs under [metrics]"),
+    ],
+)
+def test_metrics_table_errors(
+    root: Path, dotted: str, value: object, key: str, fragment: str
+) -> None:
+    message = config_error(with_value(minimal(), dotted, value), root)
+    assert f": {key}: {fragment}" in message
+
+
+def test_example_documents_metrics_and_ca_bundle(root: Path) -> None:
+    text = EXAMPLE.read_text()
+    assert "\n[metrics]\n" in text
+    assert "http://HOST:PORT/metrics" in text
+    assert "loopback" in text
+    path = root / "config.toml"
+    path.write_text(example_text(root, uncomment=True))
+    cfg = load_config(path, env={"HOME": str(root)})
+    assert cfg.metrics.listen == ("127.0.0.1", 9150)
+    assert cfg.dam.ca_bundle is None

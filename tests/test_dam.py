@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import anyio
 import pytest
@@ -16,13 +24,20 @@ import pytest
 import syncd.dam
 import syncd.dam_ops
 from syncd.dam import Body, DamClient, Uploaded
-from syncd.emulator import Emulator
-from syncd.errors import AuthError, NameConflict, TransientDamError
+from syncd.emulator import Emulator, serve
+from syncd.errors import (
+    AuthError,
+    ConfigError,
+    NameConflict,
+    PermanentDamError,
+    TransientDamError,
+)
 from syncd.model import RemoteFile
 from syncd.pacer import Backoff, Pacer
 
-from .conftest import KEY, NAMES, TOKEN
+from .conftest import KEY, NAMES, TOKEN, dam_tree, run_syncd, write, write_config
 
+REPO = Path(__file__).resolve().parent.parent
 FAST = Backoff(base_s=0.01, cap_s=0.05, max_attempts=6)
 FILES = "/{token}/v4/files"
 FILE = "/{token}/v4/files/{uuid}"
@@ -485,3 +500,162 @@ async def test_reset_before_commit_is_retried(emulator, dam):
     assert not up.adopted
     assert emulator.stats.faults["reset_before_commit"] == 1
     assert [r.uuid for r in emulator.files()] == [up.uuid]
+
+
+# ---- TLS ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Certs:
+    """A test CA, a server certificate it signed for 127.0.0.1, and an unrelated CA."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    other_ca: Path
+
+
+def openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    d = tmp_path_factory.mktemp("tls")
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca = ["-days", "2", "-addext", "basicConstraints=critical,CA:TRUE"]
+    ca += ["-addext", "keyUsage=critical,keyCertSign"]
+    for name in ("ca", "other_ca"):
+        out = ("-keyout", d / f"{name}.key", "-out", d / f"{name}.pem")
+        openssl("req", "-x509", *key, *ca, "-subj", f"/CN=syncd test {name}", *out)
+    # The address goes in subjectAltName (the CN is not looked at); the key identifiers are
+    # what the strict X.509 checks of newer Pythons' default context ask for.
+    ext = write(
+        d / "server.ext",
+        "subjectAltName = IP:127.0.0.1\n"
+        "basicConstraints = critical, CA:FALSE\n"
+        "keyUsage = critical, digitalSignature\n"
+        "extendedKeyUsage = serverAuth\n"
+        "subjectKeyIdentifier = hash\n"
+        "authorityKeyIdentifier = keyid\n",
+    )
+    csr = d / "server.csr"
+    openssl("req", "-new", *key, "-subj", "/CN=127.0.0.1", "-keyout", d / "server.key", "-out", csr)
+    signer = ("-CA", d / "ca.pem", "-CAkey", d / "ca.key", "-set_serial", "2", "-days", "2")
+    openssl("x509", "-req", "-in", csr, *signer, "-extfile", ext, "-out", d / "server.pem")
+    return Certs(d / "ca.pem", d / "server.pem", d / "server.key", d / "other_ca.pem")
+
+
+@pytest.fixture
+async def tls_emulator(certs: Certs) -> AsyncIterator[Emulator]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certs.cert, certs.key)
+    async with serve(token=TOKEN, key=KEY, seed=1, ssl_context=context) as emu:
+        yield emu
+
+
+async def test_an_unknown_ca_fails_fast_with_a_clear_error(tls_emulator, pacer):
+    assert tls_emulator.url.startswith("https://127.0.0.1:")
+    port = tls_emulator.url.rpartition(":")[2]
+    t0 = time.monotonic()
+    with anyio.fail_after(10):
+        async with DamClient(tls_emulator.url, TOKEN, KEY, pacer) as dam:
+            with pytest.raises(ConfigError) as caught:
+                await dam.check_access()
+            with pytest.raises(PermanentDamError) as upload_failed:
+                await dam.upload("/a", "x.txt", lambda: b"x", stream=False)
+    message = str(caught.value)
+    assert message.startswith(f"dam.base_url: the TLS certificate of 127.0.0.1:{port} could")
+    assert "could not be verified (unable to get local issuer certificate)" in message
+    assert "set dam.ca_bundle to that CA's certificate" in message
+    assert caught.value.__suppress_context__
+    assert str(upload_failed.value).startswith("upload /a/x.txt: dam.base_url: the TLS cert")
+    # Not retried (max_attempts is 6): one connection attempt each, and no request arrived.
+    assert dam.requests == 2
+    assert time.monotonic() - t0 < 2.0
+    assert total_requests(tls_emulator) == 0
+    assert tls_emulator.files() == []
+
+
+async def test_ca_bundle_makes_https_work(tls_emulator, pacer, certs):
+    with anyio.fail_after(10):
+        async with DamClient(tls_emulator.url, TOKEN, KEY, pacer, ca_bundle=certs.ca) as dam:
+            await dam.check_access()
+            small = await upload(dam, "/tls", "small.txt", b"small")
+            big = await upload(dam, "/tls", "big.bin", b"b" * 100_000, stream=True)
+            listed = await listing(dam, "/tls")
+    assert {r.uuid for r in listed} == {small.uuid, big.uuid}
+    assert dam.requests == 4
+    assert requests(tls_emulator, "GET") == 2
+    assert {f.path: f.sha1 for f in tls_emulator.files()} == {
+        "/tls/small.txt": sha1(b"small"),
+        "/tls/big.bin": sha1(b"b" * 100_000),
+    }
+
+
+async def test_a_ca_bundle_without_the_signing_ca_names_the_bundle(tls_emulator, pacer, certs):
+    bundle = certs.other_ca
+    with anyio.fail_after(10):
+        async with DamClient(tls_emulator.url, TOKEN, KEY, pacer, ca_bundle=bundle) as dam:
+            with pytest.raises(ConfigError) as caught:
+                await dam.check_access()
+    assert str(caught.value).startswith("dam.ca_bundle: the TLS certificate of 127.0.0.1:")
+    assert f"even with the CAs in {bundle}; add the CA that signed it" in str(caught.value)
+    assert dam.requests == 1
+
+
+async def test_ca_bundle_that_is_no_longer_a_certificate_is_a_config_error(tmp_path, pacer):
+    # Checked when the config is loaded; this is the file changing before the client starts.
+    bundle = write(tmp_path / "ca.pem", "not a certificate")
+    client = DamClient("https://127.0.0.1:9", TOKEN, KEY, pacer, ca_bundle=bundle)
+    with pytest.raises(ConfigError, match=r"^dam\.ca_bundle: cannot load .*ca\.pem"):
+        async with client:
+            pass
+
+
+@pytest.mark.parametrize("with_bundle", [False, True], ids=["no-bundle", "bundle"])
+async def test_syncd_over_https(tmp_path, tls_emulator, certs, with_bundle):
+    """The whole command: config key, `make_dam`, and the exit code for a certificate error."""
+    root = tmp_path / "src"
+    write(root / "a.txt", "a")
+    dam = {"ca_bundle": str(certs.ca)} if with_bundle else {}
+    folders = [{"local": str(root), "remote": "/https"}]
+    cfg = write_config(tmp_path / "c.toml", tls_emulator, folders, dam=dam)
+    run = await run_syncd("--config", cfg, "--initial-sync")
+    if with_bundle:
+        assert run.code == 0, run.stderr
+        assert dam_tree(tls_emulator, "/https") == {"a.txt": sha1(b"a")}
+        return
+    assert run.code == 78  # EX_CONFIG: systemd does not restart-loop on it
+    assert run.stderr.startswith(f"syncd: configuration error: {cfg}: dam.base_url: the TLS")
+    assert "dam.ca_bundle" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert total_requests(tls_emulator) == 0
+
+
+async def test_emulator_command_serves_https(certs, pacer):
+    command = [sys.executable, "-m", "syncd.emulator", "--port", "0", "--token", TOKEN]
+    command += ["--key", KEY, "--tls-cert", str(certs.cert), "--tls-key", str(certs.key)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    async with await anyio.open_process(command, env=env) as process:
+        try:
+            assert process.stdout is not None
+            line = b""
+            with anyio.fail_after(10):
+                while not line.endswith(b"\n"):
+                    line += await process.stdout.receive(1)
+            match = re.fullmatch(
+                r"emulator listening on (https://127\.0\.0\.1:\d+) \S+\n", line.decode()
+            )
+            assert match, line
+            with anyio.fail_after(10):
+                async with DamClient(match[1], TOKEN, KEY, pacer, ca_bundle=certs.ca) as dam:
+                    await dam.check_access()
+            process.send_signal(signal.SIGTERM)
+            with anyio.fail_after(10):
+                assert await process.wait() == 0
+        finally:
+            if process.returncode is None:
+                process.kill()

@@ -7,14 +7,19 @@ import io
 import json
 import logging
 import re
+import signal
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 import structlog
 
 from syncd import logs
+from syncd.emulator import serve
 from syncd.logs import configure, redact
+from tests.conftest import KEY, TOKEN, run_syncd, write
+from tests.harness import Pulse, config, make_files, notify_socket, running_daemon
 
 SECRET = "s3cr3t-KEY-9f8e7d"
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
@@ -177,3 +182,45 @@ def test_console_redacts_exceptions():
     text = out.getvalue()
     assert "RuntimeError" in text
     assert SECRET not in text
+
+
+# End to end: every line the real syncd writes, under faults and at debug level
+
+
+async def test_no_line_of_an_end_to_end_run_holds_the_key(tmp_path, short_dir):
+    root = tmp_path / "root"
+    make_files(root, 60)
+    faults: dict[str, Any] = {"error_rate": 0.1, "error_body_rate": 0.1, "rate_limit": 40.0}
+    out: list[str] = []
+    async with serve(token=TOKEN, key=KEY, seed=5, **faults) as emu:
+        cfg = config(tmp_path, emu, root)
+        debug = ("--log-level", "debug", "--log-format", "json")
+        dry = await run_syncd("--config", cfg, "--initial-sync", "--dry-run", *debug)
+        first = await run_syncd("--config", cfg, "--initial-sync", *debug)
+        assert first.code == 0, first.stderr
+        out += [dry.stdout, dry.stderr, first.stdout, first.stderr]
+
+        pulse = Pulse()
+        async with notify_socket(short_dir, pulse) as listener:
+            env = {"NOTIFY_SOCKET": listener.address}
+            async with running_daemon(cfg, pulse, env=env, args=["--log-level", "debug"]) as d:
+                with anyio.fail_after(30):
+                    cmdline = await anyio.Path(f"/proc/{d.proc.pid}/cmdline").read_bytes()
+                    write(root / "new.txt", "new")
+                    await d.wait_event("sync_batch", lambda e: e["uploaded"] == 1)
+                    d.proc.send_signal(signal.SIGHUP)
+                    await d.wait_event("reload_done")
+                    status = await run_syncd("status", "--config", cfg, "--json")
+            out += d.lines + [status.stdout, status.stderr]
+        out += [m for msg in listener.messages for m in msg.values()]
+
+        emu.revoke_key()
+        revoked = await run_syncd("--config", cfg, "--initial-sync", *debug)
+        assert revoked.code == 77
+        out += [revoked.stdout, revoked.stderr]
+
+    text = "\n".join(out)
+    assert text.count("\n") > 150  # the run really said a lot
+    assert '"dam_retry"' in text  # including the DAM's error messages
+    assert KEY.encode() not in cmdline
+    assert KEY not in text

@@ -98,4 +98,33 @@ def test_tracked_keys_cover_pending_and_in_flight_for_the_journal():
     assert q.tracked() == {(0, "a"), (0, "b")}
     stats = q.statistics(now=1.0)
     assert (stats.pending, stats.in_flight) == (1, 1)
-    assert stats.oldest_age_s == 0.8
+    # "a" is uploading but not committed yet: it is still the oldest job.
+    assert stats.oldest_age_s == 1.0
+
+
+def test_done_reports_each_paths_lag_from_its_first_event():
+    q, files = make()
+    files.stats[(0, "a")] = (1, 1)
+    files.stats[(0, "b")] = (1, 1)
+    q.note([(0, "a")], now=0.0)
+    q.note([(0, "a")], now=0.1)  # a second event does not restart the lag
+    q.note([(0, "b")], now=0.2)
+    due = q.take_due(0.6)
+    assert sorted(due) == [(0, "a"), (0, "b")]
+    assert sorted(q.done(due, now=1.0)) == [0.8, 1.0]
+    assert q.done([(0, "a")], now=2.0) == []  # not in flight any more: no lag
+
+
+def test_drop_forgets_a_removed_folders_paths_only():
+    q, files = make()
+    for key in ((1, "a"), (1, "b"), (2, "a")):
+        files.stats[key] = (1, 1)
+    q.note([(1, "a"), (1, "b"), (2, "a")], now=0.0)
+    assert q.take_due(0.5) == [(1, "a"), (1, "b"), (2, "a")]
+    q.note([(1, "a"), (1, "b"), (2, "a")], now=0.6)  # changed again while in flight
+    assert q.drop(1) == 0  # nothing of folder 1 is pending; "again" marks are dropped
+    q.done([(1, "a"), (1, "b"), (2, "a")], now=0.7)
+    assert q.tracked() == {(2, "a")}  # only folder 2's path is queued once more
+    q.note([(1, "c")], now=0.8)
+    assert q.drop(1) == 1
+    assert q.tracked() == {(2, "a")}

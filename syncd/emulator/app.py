@@ -49,7 +49,8 @@ async def _guarded(request: web.Request, handler: _Handler, emu: Emulator) -> we
     if request.headers.get("X-Filerobot-Key") != emu.key:
         raise EmulatorError(401, "UNAUTHORIZED", "missing or invalid X-Filerobot-Key", "check key")
     if emu.key_revoked:
-        raise EmulatorError(401, "KEY_EXPIRED", "this key was revoked", "use a new key")
+        # Echoing the key is what some APIs do; syncd must mask it wherever it shows up.
+        raise EmulatorError(401, "KEY_EXPIRED", f"key {emu.key} was revoked", "use a new key")
     if (limited := emu.faults.rate_limited()) is not None:
         emu.stats.rate_limited += 1
         raise limited

@@ -1,12 +1,14 @@
 """The `syncd-emulator` command: parse flags, serve until SIGINT or SIGTERM, exit 0.
 
 Once listening it prints exactly one line, `emulator listening on http://HOST:PORT
-token=TOKEN`, so a parent process can wait for it and read the port (use `--port 0`)."""
+token=TOKEN` (`https://` with `--tls-cert`), so a parent process can wait for it and read the
+port (use `--port 0`)."""
 
 from __future__ import annotations
 
 import argparse
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8750, help="port; 0 picks a free one")
     p.add_argument("--token", default="demo", help="project token in API paths")
     p.add_argument("--key", default="demo", help="required X-Filerobot-Key value")
+    p.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate (chain)"
+    )
+    p.add_argument(
+        "--tls-key", type=Path, metavar="PEM", help="its private key (default: in --tls-cert)"
+    )
     policy = p.add_argument_group("project policies")
     policy.add_argument("--naming", choices=get_args(Naming), default="keep")
     policy.add_argument("--same-name", choices=get_args(SameName), default="override")
@@ -120,7 +128,17 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _serve_until_signal(args: argparse.Namespace, options: dict[str, Any]) -> None:
+def _ssl_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if args.tls_cert is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.tls_cert, args.tls_key)
+    return context
+
+
+async def _serve_until_signal(
+    args: argparse.Namespace, options: dict[str, Any], context: ssl.SSLContext | None
+) -> None:
     content: ContentMode = "disk" if args.data_dir else "none" if args.no_content else "memory"
     # Receive signals before announcing the port, so a SIGTERM sent as soon as the line is
     # read cannot kill the process uncleanly.
@@ -132,6 +150,7 @@ async def _serve_until_signal(args: argparse.Namespace, options: dict[str, Any])
             key=args.key,
             content=content,
             data_dir=args.data_dir,
+            ssl_context=context,
             **options,
         ) as emu:
             sys.stdout.write(f"emulator listening on {emu.url} token={emu.token}\n")
@@ -156,5 +175,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         Options(**options)
     except ValueError as exc:
         parser.error(str(exc))
-    anyio.run(_serve_until_signal, args, options)
+    if args.tls_key is not None and args.tls_cert is None:
+        parser.error("--tls-key needs --tls-cert")
+    try:
+        context = _ssl_context(args)
+    except OSError as exc:  # ssl.SSLError too: a missing file, or not a certificate and key
+        parser.error(f"cannot load --tls-cert/--tls-key: {exc}")
+    anyio.run(_serve_until_signal, args, options, context)
     return 0

@@ -1,9 +1,11 @@
 """The emulator as one object (store, options, faults, statistics) and `serve`, which runs it
-as a real HTTP server on loopback for the duration of an `async with` block."""
+as a real HTTP (or, given an `ssl.SSLContext`, HTTPS) server on loopback for the duration of
+an `async with` block."""
 
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -131,7 +133,7 @@ class Emulator:
 
     @property
     def api_url(self) -> str:
-        """The API base, `http://127.0.0.1:PORT/{token}/v4`."""
+        """The API base, `http://127.0.0.1:PORT/{token}/v4` (`https` when serving TLS)."""
         return f"{self.url}/{self.token}/v4"
 
     def revoke_key(self) -> None:
@@ -177,6 +179,7 @@ async def serve(
     key: str = "demo",
     content: ContentMode = "memory",
     data_dir: Path | None = None,
+    ssl_context: ssl.SSLContext | None = None,
     **options: Any,
 ) -> AsyncIterator[Emulator]:
     """Run an emulator on `host:port` for the duration of the block.
@@ -188,10 +191,11 @@ async def serve(
         key: the value `X-Filerobot-Key` must carry.
         content: keep content in `memory`, on `disk` under `data_dir`, or `none`.
         data_dir: the directory for `disk` content.
+        ssl_context: serve HTTPS with this server context (its certificate chain loaded).
         **options: initial `Options` fields (`naming="suffix"`, `rate_limit=5`, ...).
 
     Yields:
-        The running emulator, with `url` set.
+        The running emulator, with `url` set (`https://...` with an `ssl_context`).
     """
     # Imported here: app imports this module for the Emulator type.
     from syncd.emulator.app import make_app
@@ -205,11 +209,12 @@ async def serve(
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        emulator.url = f"http://{shown}:{bound_port}"
+        scheme = "https" if ssl_context is not None else "http"
+        emulator.url = f"{scheme}://{shown}:{bound_port}"
         yield emulator
     finally:
         await runner.cleanup()
