@@ -17,30 +17,28 @@ second SIGINT exits at once.
 from __future__ import annotations
 
 import io
-import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import anyio
 import structlog
 
-from syncd.config import Config, FolderConfig
+from syncd.config import Config
 from syncd.daemon_reload import reload, reread_config
-from syncd.filters import SyncdFilter
+from syncd.dam import DamClient
 from syncd.folder import FolderRun, RunOptions
 from syncd.journal import QueueJournal
 from syncd.metrics import Metrics
 from syncd.pacer import MAX_PAUSE_S, Pacer
 from syncd.progress import NullProgress, Summary
-from syncd.queue import Key, SettleQueue, Stat
+from syncd.queue import Key, SettleQueue
 from syncd.reconcile import check_access, make_dam, make_pacer
 from syncd.scan import root_status, scan_paths
 from syncd.state import State
 from syncd.systemd import Liveness, Notifier, status_line, supervise, watchdog_interval
-from syncd.watch import watch_folder
+from syncd.watchers import Watched, Watchers
 from syncd.workers import Executor
 
 __all__ = ["Daemon"]
@@ -48,15 +46,6 @@ __all__ = ["Daemon"]
 log = structlog.get_logger("syncd.daemon")
 
 _JOURNAL_EVERY_S = 1.0
-
-
-@dataclass(slots=True)
-class _Folder:
-    """A watched folder: its settings, filter, and the event that stops its watcher."""
-
-    config: FolderConfig
-    filt: SyncdFilter
-    stop: anyio.Event = field(default_factory=anyio.Event)
 
 
 class Daemon:
@@ -99,18 +88,25 @@ class Daemon:
         self._idle = anyio.Event()
         self._idle.set()
         self._lock = anyio.Lock()
-        self.folders: dict[int, _Folder] = {}  # by state folder id
-        self.queue = SettleQueue(config.sync.settle_ms / 1000, self._stat)
+        self.queue = SettleQueue(config.sync.settle_ms / 1000, lambda key: self.watchers.stat(key))
         self._cancel: anyio.CancelScope | None = None
-        self._tg: anyio.abc.TaskGroup | None = None
         self._last_sync: float | None = None
-        self.liveness = Liveness(
-            stall_s
-            if stall_s is not None
-            else config.dam.timeout_s + max(MAX_PAUSE_S, config.dam.backoff_max_s) + 30.0
-        )
+        self._stall_s = stall_s
+        self.liveness = Liveness(self.stall_limit(config))
         self.pacer: Pacer | None = None
         self.metrics = Metrics(lambda: self.pacer)
+
+    def stall_limit(self, config: Config) -> float:
+        """How long a busy daemon may go without progress: one request timeout plus the
+        longest pause the pacer may take (a rate limit, or a backoff)."""
+        if self._stall_s is not None:
+            return self._stall_s
+        return config.dam.timeout_s + max(MAX_PAUSE_S, config.dam.backoff_max_s) + 30.0
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested."""
+        return self._stop.is_set()
 
     # requests (what signals turn into; tests call them directly)
 
@@ -141,13 +137,17 @@ class Daemon:
         """Run until stopped. Raises `AuthError` when the key is rejected."""
         state = State.open(self.config.state.path)
         self.state, self.journal = state, QueueJournal(state)
+        self.watchers = Watchers(state, self._note)
         try:
             if (listen := self.config.metrics.listen) is not None:
                 self.metrics.serve(*listen, source=self.config.source)
-            await self.open_dam(self.config, self.key, make_pacer(self.config))
+            pacer = make_pacer(self.config)
+            self.install_dam(await make_dam(self.config, self.key, pacer).__aenter__(), pacer)
             try:
                 await check_access(self.dam, self.config)
                 await self._run()
+            except BaseExceptionGroup as group:
+                raise _fatal(group) from None
             finally:
                 await self.dam.__aexit__(None, None, None)
         finally:
@@ -157,42 +157,50 @@ class Daemon:
             self.notifier.close()
             log.info("daemon_stopped", forced=self.forced, **self.summary.as_dict())
 
-    async def open_dam(self, config: Config, key: str, pacer: Pacer) -> None:
+    def install_dam(self, dam: DamClient, pacer: Pacer) -> None:
+        """Use this (entered) DAM client and its pacer from now on."""
         pacer.heartbeat = self.liveness.beat
-        self.pacer = pacer
-        self.dam = await make_dam(config, key, pacer).__aenter__()
+        self.dam, self.pacer = dam, pacer
         self.executor = Executor(
-            self.dam, self.state, self.summary, NullProgress(), workers=config.dam.workers
+            dam, self.state, self.summary, NullProgress(), workers=pacer.aimd.maximum
         )
 
     async def _run(self) -> None:
         async with anyio.create_task_group() as tg:
-            self._cancel, self._tg = tg.cancel_scope, tg
+            self._cancel = tg.cancel_scope
+            self.watchers.bind(tg)
             if self.handle_signals:
                 tg.start_soon(self._signals, name="syncd signals")
             tg.start_soon(self._supervise, name="syncd watchdog")
-            # Watch first, so nothing changed during the first reconcile is missed.
-            for folder in self.config.folders:
-                await self.start_folder(folder)
-            await self._reconcile_all("start")
-            self._replay_journal()
-            tg.start_soon(self._dispatch, name="syncd dispatcher")
-            tg.start_soon(self._periodic, name="syncd reconcile timer")
-            tg.start_soon(self._journal, name="syncd journal")
-            self.ready.set()
-            self.notifier.ready(self.status())
-            log.info(
-                "daemon_ready",
-                folders=len(self.folders),
-                settle_ms=self.config.sync.settle_ms,
-                queued=len(self.queue),
-            )
+            tg.start_soon(self._start, tg, name="syncd start")
             await self._stop.wait()
-            for watched in self.folders.values():
-                watched.stop.set()
+            self.watchers.stop_all()
             with anyio.move_on_after(self.config.sync.shutdown_grace_s):
                 await self._idle.wait()
             tg.cancel_scope.cancel()
+
+    async def _start(self, tg: anyio.abc.TaskGroup) -> None:
+        """Arm the watchers, reconcile, then serve; a stop meanwhile ends it (the
+        reconcile gets the grace period like a batch)."""
+        # Watch first, so nothing changed during the first reconcile is missed.
+        for folder in self.config.folders:
+            await self.watchers.start(folder)
+        self.metrics.folders.set(len(self.watchers.folders))
+        await self._reconcile_all("start")
+        if self.stopping:
+            return
+        self._replay_journal()
+        tg.start_soon(self._dispatch, name="syncd dispatcher")
+        tg.start_soon(self._periodic, name="syncd reconcile timer")
+        tg.start_soon(self._journal, name="syncd journal")
+        self.ready.set()
+        self.notifier.ready(self.status())
+        log.info(
+            "daemon_ready",
+            folders=len(self.watchers.folders),
+            settle_ms=self.config.sync.settle_ms,
+            queued=len(self.queue),
+        )
 
     async def _signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as sigs:
@@ -203,35 +211,9 @@ class Daemon:
                 else:
                     self.request_stop(signum)
 
-    async def start_folder(self, config: FolderConfig) -> int:
-        """Arm a folder's watcher (returns once it is armed); returns its state id."""
-        fid = self.state.ensure_folder(str(config.local), config.remote)
-        folder = self.folders[fid] = _Folder(config, SyncdFilter(config.local, config.exclude))
-        assert self._tg is not None
-        await self._tg.start(self._watch, fid, folder, name=f"syncd watch {config.name}")
-        self.metrics.folders.set(len(self.folders))
-        return fid
-
-    async def _watch(
-        self,
-        fid: int,
-        folder: _Folder,
-        *,
-        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-    ) -> None:
-        def sink(rels: set[str]) -> None:
-            self.queue.note(((fid, rel) for rel in rels), time.monotonic())
-            self._noted.set()
-
-        with structlog.contextvars.bound_contextvars(folder=folder.config.name):
-            await watch_folder(
-                folder.config.local,
-                folder.filt,
-                sink,
-                stop=folder.stop,
-                force_polling=folder.config.force_polling,
-                task_status=task_status,
-            )
+    def _note(self, keys: Iterable[Key]) -> None:
+        self.queue.note(keys, time.monotonic())
+        self._noted.set()
 
     async def _dispatch(self) -> None:
         while not self._stop.is_set():
@@ -246,21 +228,19 @@ class Daemon:
             due = self.queue.take_due(time.monotonic())
             if not due or self._stop.is_set():
                 continue
-            self._idle = anyio.Event()
-            try:
-                async with self.busy():
-                    await self._process(due)
-                # Only a finished batch leaves the queue: one cut short by the grace
-                # period stays in flight, so the journal keeps it for the next start.
-                self.metrics.observe_lag(self.queue.done(due, time.monotonic()))
-            finally:
-                self._idle.set()
+            async with self.busy():
+                await self._process(due)
+            # Only a finished batch leaves the queue: one cut short by the grace period
+            # stays in flight, so the journal keeps it for the next start.
+            self.metrics.observe_lag(self.queue.done(due, time.monotonic()))
 
     @asynccontextmanager
     async def busy(self) -> AsyncIterator[None]:
         """Hold the lock for one batch, reconcile or reload; the watchdog expects
         progress meanwhile."""
         async with self._lock:
+            # A stop waits (up to the grace period) for this to end.
+            self._idle = anyio.Event()
             self.liveness.busy = True
             self.liveness.beat()
             try:
@@ -268,23 +248,24 @@ class Daemon:
             finally:
                 self.liveness.busy = False
                 self.liveness.beat()
+                self._idle.set()
 
     async def _process(self, due: list[Key]) -> None:
         by_folder: dict[int, list[str]] = {}
         for fid, rel in due:
-            if fid in self.folders:  # a folder removed by a reload is not synced
+            if fid in self.watchers.folders:  # a folder removed by a reload is not synced
                 by_folder.setdefault(fid, []).append(rel)
         batch = Summary()
         self.executor.summary = batch
         for fid, rels in by_folder.items():
-            folder = self.folders[fid]
+            folder = self.watchers.folders[fid]
             with structlog.contextvars.bound_contextvars(folder=folder.config.name):
                 await self._process_folder(fid, folder, rels, batch)
         log.info("sync_batch", paths=len(due), **batch.as_dict())
         self._finished(batch)
 
     async def _process_folder(
-        self, fid: int, folder: _Folder, rels: list[str], batch: Summary
+        self, fid: int, folder: Watched, rels: list[str], batch: Summary
     ) -> None:
         config = folder.config
         problem = root_status(config.local)
@@ -295,7 +276,9 @@ class Daemon:
             batch.refused.append(f"{config.name}: {problem}")
             return
         run = FolderRun(config, self.config, self.dam, self.state, RunOptions(), batch)
-        scanned = await anyio.to_thread.run_sync(scan_paths, config.local, rels, run.filt)
+        scanned = await anyio.to_thread.run_sync(
+            scan_paths, config.local, rels, run.filt, self.liveness.beat
+        )
         # A directory reported as new lists files that may still be written: those with
         # their own pending events are left alone until they settle.
         later = {p for p in scanned.files if self.queue.waiting((fid, p))}
@@ -304,7 +287,7 @@ class Daemon:
         gone_dirs = [
             rel
             for rel in rels
-            if self._stat((fid, rel)) is None and self.state.known_under(run.folder_id, rel)
+            if self.watchers.stat((fid, rel)) is None and self.state.known_under(run.folder_id, rel)
         ]
         decided, unreadable = await run.decide_paths(scanned, rels, later=later)
         await run.carry_out(self.executor, decided, None, clean=not unreadable, partial=True)
@@ -326,9 +309,9 @@ class Daemon:
     async def _reconcile_all(self, reason: str) -> None:
         """The cheap stat+state reconcile of every folder (the one `--initial-sync` runs)."""
         run_summary = Summary()
-        self.executor.summary = run_summary
         async with self.busy():
-            for folder in list(self.folders.values()):
+            self.executor.summary = run_summary  # under the lock: no batch reports into it
+            for folder in list(self.watchers.folders.values()):
                 with structlog.contextvars.bound_contextvars(folder=folder.config.name):
                     run = FolderRun(
                         folder.config, self.config, self.dam, self.state, RunOptions(), run_summary
@@ -351,7 +334,7 @@ class Daemon:
     def status(self, state: str = "watching") -> str:
         stats = self.queue.statistics(time.monotonic())
         return status_line(
-            folders=len(self.folders),
+            folders=len(self.watchers.folders),
             queued=stats.pending,
             in_flight=stats.in_flight,
             last_sync=self._last_sync,
@@ -373,7 +356,7 @@ class Daemon:
     # the journal
 
     def _replay_journal(self) -> None:
-        keys = self.journal.replay(self.folders)
+        keys = self.journal.replay(self.watchers.folders)
         if keys:
             log.info("journal_replayed", paths=len(keys))
             self.queue.note(keys, time.monotonic())
@@ -384,15 +367,13 @@ class Daemon:
             await anyio.sleep(_JOURNAL_EVERY_S)
             self.journal.save(self.queue.tracked())
 
-    # plumbing
 
-    def _stat(self, key: Key) -> Stat:
-        fid, rel = key
-        folder = self.folders.get(fid)
-        if folder is None:
-            return None
-        try:
-            st = os.lstat(os.path.join(folder.config.local, rel))
-        except OSError:
-            return None
-        return st.st_size, st.st_mtime_ns
+def _fatal(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that stopped the daemon, out of its task group's exception group: a
+    rejected key or an unusable state is reported as itself (exit 77, 1)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            exc = _fatal(exc)
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            return exc
+    return group

@@ -8,20 +8,24 @@ the running configuration stays. What changed is decided by the pure `syncd.relo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
-from syncd.apikey import read_api_key
-from syncd.config import Config, load_config
-from syncd.errors import ConfigError, DamError
+from syncd.apikey import key_file_warning, read_api_key
+from syncd.config import Config, FolderConfig, load_config
+from syncd.dam import DamClient
+from syncd.errors import ConfigError, DamError, StateError
 from syncd.logs import redact
-from syncd.reconcile import check_access, make_pacer
+from syncd.pacer import Pacer
+from syncd.reconcile import check_access, make_dam, make_pacer
 from syncd.reload import ReloadPlan, plan_reload
 
 if TYPE_CHECKING:
     from syncd.daemon import Daemon
+    from syncd.watchers import Watched
 
 __all__ = ["reload", "reread_config"]
 
@@ -31,19 +35,27 @@ log = structlog.get_logger("syncd.daemon")
 def reread_config(config: Config) -> tuple[Config, str]:
     """The config file and the API key, read again (so a rotated key file is seen)."""
     new = load_config(config.source)
-    return new, read_api_key(new.dam)
+    key = read_api_key(new.dam)
+    if new.dam.key_file is not None and (warning := key_file_warning(new.dam.key_file)):
+        log.warning("key_file_permissions", warning=warning)
+    return new, key
 
 
 async def reload(daemon: Daemon) -> None:
     """Reload the daemon's config and key; `RELOADING=1` before, `READY=1` after, whether
-    the new config was taken or refused."""
+    the new config was taken or refused (but not once the daemon is stopping)."""
     daemon.notifier.reloading()
     try:
         await _apply(daemon)
     except (ConfigError, DamError) as exc:  # AuthError is a DamError
         log.error("reload_rejected", error=str(exc), kept=str(daemon.config.source))
+    except (OSError, StateError) as exc:  # e.g. a new folder's watcher could not start
+        log.error(
+            "reload_rejected", error=f"{type(exc).__name__}: {exc}", kept=str(daemon.config.source)
+        )
     finally:
-        daemon.notifier.ready(daemon.status())
+        if not daemon.stopping:
+            daemon.notifier.ready(daemon.status())
 
 
 async def _apply(daemon: Daemon) -> None:
@@ -52,18 +64,27 @@ async def _apply(daemon: Daemon) -> None:
     plan = plan_reload(daemon.config, new)
     key_changed = key != daemon.key
     async with daemon.busy():  # no batch or reconcile is in flight while things change
-        if plan.new_client or key_changed:
-            await _swap_dam(daemon, new, key, new_pacer=plan.new_pacer)
-        if new.metrics.listen != daemon.config.metrics.listen:
-            daemon.metrics.close()
-            if new.metrics.listen is not None:
-                try:
-                    daemon.metrics.serve(*new.metrics.listen, source=new.source)
-                except ConfigError as exc:  # the rest of the new config still applies
-                    log.error("metrics_unavailable", error=str(exc))
+        # Everything that can fail comes first; nothing is committed until it all worked.
+        armed = await _arm(daemon, (*plan.rewatch, *plan.added))
+        try:
+            swap = (
+                await _new_dam(daemon, new, key, plan) if plan.new_client or key_changed else None
+            )
+        except BaseException:
+            for _, folder in armed.values():
+                folder.stop.set()
+            raise
+        if swap is not None:
+            old_dam = daemon.dam
+            daemon.install_dam(*swap)
+            await old_dam.__aexit__(None, None, None)
+            daemon.key = key
+            log.info("dam_client_replaced", pacer_rebuilt=plan.new_pacer)
         old, daemon.config = daemon.config, new
         daemon.queue.settle_s = new.sync.settle_ms / 1000
-        await _apply_folders(daemon, plan)
+        daemon.liveness.stall_s = daemon.stall_limit(new)
+        _commit_folders(daemon, plan, armed)
+        _move_metrics(daemon, old, new)
     log.info(
         "reload_done",
         added=len(plan.added),
@@ -75,45 +96,71 @@ async def _apply(daemon: Daemon) -> None:
     )
 
 
-async def _apply_folders(daemon: Daemon, plan: ReloadPlan) -> None:
-    ids = {(str(f.config.local), f.config.remote): fid for fid, f in daemon.folders.items()}
+async def _arm(daemon: Daemon, folders: Sequence[FolderConfig]) -> dict[str, tuple[int, Watched]]:
+    """New watchers for these folders, by local path; all of them or none."""
+    armed: dict[str, tuple[int, Watched]] = {}
+    try:
+        for folder in folders:
+            armed[str(folder.local)] = await daemon.watchers.arm(folder)
+    except BaseException:
+        for _, handle in armed.values():
+            handle.stop.set()
+        raise
+    return armed
+
+
+async def _new_dam(
+    daemon: Daemon, config: Config, key: str, plan: ReloadPlan
+) -> tuple[DamClient, Pacer]:
+    """A new HTTP client for new [dam] settings or a new key, entered and checked
+    against the DAM; on any failure it is closed and the running one stays."""
+    old_pacer = daemon.pacer
+    assert old_pacer is not None
+    pacer = make_pacer(config) if plan.new_pacer else old_pacer
+    if plan.new_pacer:  # the metrics' counters are cumulative
+        pacer.waits, pacer.rate_limited = old_pacer.waits, old_pacer.rate_limited
+    dam = await make_dam(config, key, pacer).__aenter__()
+    try:
+        await check_access(dam, config)
+    except BaseException:
+        await dam.__aexit__(None, None, None)
+        raise
+    return dam, pacer
+
+
+def _commit_folders(
+    daemon: Daemon, plan: ReloadPlan, armed: dict[str, tuple[int, Watched]]
+) -> None:
+    ids = {
+        (str(f.config.local), f.config.remote): fid for fid, f in daemon.watchers.folders.items()
+    }
     for folder in plan.removed:
         fid = ids[(str(folder.local), folder.remote)]
-        daemon.folders.pop(fid).stop.set()
+        daemon.watchers.folders.pop(fid).stop.set()
         dropped = daemon.queue.drop(fid)
         # Its assets stay on the DAM: leaving the config is not a local delete.
         log.info("folder_unwatched", folder=folder.name, queued_dropped=dropped)
     for folder in plan.changed:
         fid = ids[(str(folder.local), folder.remote)]
         if folder in plan.rewatch:  # the watcher filters with the excludes
-            daemon.folders[fid].stop.set()
-            await daemon.start_folder(folder)
+            daemon.watchers.folders[fid].stop.set()
+            daemon.watchers.folders[fid] = armed[str(folder.local)][1]
         else:
-            daemon.folders[fid].config = folder
+            daemon.watchers.folders[fid].config = folder
         log.info("folder_settings_changed", folder=folder.name)
     for folder in plan.added:
-        await daemon.start_folder(folder)
+        fid, handle = armed[str(folder.local)]
+        daemon.watchers.folders[fid] = handle
         log.info("folder_watched", folder=folder.name, remote=folder.remote)
-    daemon.metrics.folders.set(len(daemon.folders))
+    daemon.metrics.folders.set(len(daemon.watchers.folders))
 
 
-async def _swap_dam(daemon: Daemon, config: Config, key: str, *, new_pacer: bool) -> None:
-    """A new HTTP client for new [dam] settings or a new key. It must pass the access
-    check before the old one is closed; otherwise the old one stays."""
-    old_pacer = daemon.pacer
-    assert old_pacer is not None
-    pacer = make_pacer(config) if new_pacer else old_pacer
-    if new_pacer:  # the metrics' counters are cumulative
-        pacer.waits, pacer.rate_limited = old_pacer.waits, old_pacer.rate_limited
-    old_dam, old_executor = daemon.dam, daemon.executor
-    await daemon.open_dam(config, key, pacer)
-    try:
-        await check_access(daemon.dam, config)
-    except BaseException:
-        await daemon.dam.__aexit__(None, None, None)
-        daemon.dam, daemon.executor, daemon.pacer = old_dam, old_executor, old_pacer
-        old_pacer.heartbeat = daemon.liveness.beat
-        raise
-    await old_dam.__aexit__(None, None, None)
-    daemon.key = key
-    log.info("dam_client_replaced", pacer_rebuilt=new_pacer)
+def _move_metrics(daemon: Daemon, old: Config, new: Config) -> None:
+    if new.metrics.listen == old.metrics.listen:
+        return
+    daemon.metrics.close()
+    if new.metrics.listen is not None:
+        try:
+            daemon.metrics.serve(*new.metrics.listen, source=new.source)
+        except ConfigError as exc:  # the rest of the new config still applies
+            log.error("metrics_unavailable", error=str(exc))

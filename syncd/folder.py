@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -104,7 +105,11 @@ class FolderRun:
 
         async def walk() -> None:
             try:
-                walked.append(await anyio.to_thread.run_sync(scan, self.root, self.filt))
+                walked.append(
+                    await anyio.to_thread.run_sync(
+                        partial(scan, on_progress=self.dam.pacer.heartbeat), self.root, self.filt
+                    )
+                )
             except ScanError as exc:
                 walked.append(exc)
 
@@ -226,7 +231,9 @@ class FolderRun:
         could not be read."""
         to_hash = needs_hash(local, known, remote)
         self.summary.hashed += len(to_hash)
-        unreadable = await _hash(self.root, local, to_hash, self.config.dam.workers)
+        unreadable = await _hash(
+            self.root, local, to_hash, self.config.dam.workers, self.dam.pacer.heartbeat
+        )
         for skip in unreadable:
             del local[skip.path]
         self.summary.failed.extend(unreadable)
@@ -312,10 +319,12 @@ class FolderRun:
             # Some outcomes are unknown, or deletes were withheld: the next run lists the
             # DAM in full (adopting whatever did land, planning the withheld deletes
             # again) instead of trusting the count.
-            self.state.set_bookmark(target.folder_id, None, None)
+            self.state.set_bookmark(target.folder_id, None, None, reconciled=not partial)
             return
         kept = decided.unknown_kept if remote is not None else self.bookmark.unknown_kept
-        self.state.set_bookmark(target.folder_id, self.dam.bookmark(), count, unknown_kept=kept)
+        self.state.set_bookmark(
+            target.folder_id, self.dam.bookmark(), count, unknown_kept=kept, reconciled=not partial
+        )
 
 
 def _is_empty(root: Path) -> bool:
@@ -327,7 +336,11 @@ def _is_empty(root: Path) -> bool:
 
 
 async def _hash(
-    root: Path, local: dict[str, LocalFile], paths: Iterable[str], workers: int
+    root: Path,
+    local: dict[str, LocalFile],
+    paths: Iterable[str],
+    workers: int,
+    on_chunk: Callable[[], None],
 ) -> list[Skip]:
     """Fill in the sha1 of `paths` in `local`, in worker threads. Returns the files that
     could not be read; files that vanished are dropped from `local`."""
@@ -340,7 +353,7 @@ async def _hash(
         for path in todo:
             lf = local[path]
             try:
-                sha1 = await anyio.to_thread.run_sync(hash_file, root, lf)
+                sha1 = await anyio.to_thread.run_sync(hash_file, root, lf, on_chunk)
             except FileNotFoundError:
                 local.pop(path, None)
             except (FileChanged, UnsafePath, OSError) as exc:

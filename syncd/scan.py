@@ -93,7 +93,11 @@ class ScanResult:
 
 
 def scan(
-    root: Path, filt: SyncdFilter, *, on_ignored: Callable[[str, bool], None] | None = None
+    root: Path,
+    filt: SyncdFilter,
+    *,
+    on_ignored: Callable[[str, bool], None] | None = None,
+    on_progress: Callable[[], None] | None = None,
 ) -> ScanResult:
     """Walk `root` and report every regular file under it.
 
@@ -106,6 +110,8 @@ def scan(
         root: the folder root.
         filt: the root's filter; ignored directories are not descended.
         on_ignored: called with `(rel, is_dir)` for each ignored entry (debug logging).
+        on_progress: called (from this thread) after each directory: a long walk is
+            progress to the daemon's watchdog, not a hang.
 
     Raises:
         RootUnavailable: the root cannot be listed.
@@ -115,7 +121,7 @@ def scan(
         root_fd = os.open(real_root, _DIR_FLAGS)
     except OSError as exc:
         raise RootUnavailable(root_status(root) or f"{root}: {exc.strerror}") from exc
-    walk = _Walk(real_root, filt, on_ignored)
+    walk = _Walk(real_root, filt, on_ignored, on_progress)
     with _gc_paused():
         try:
             walk.list_dir(root_fd, real_root.rstrip("/"), "")
@@ -127,7 +133,12 @@ def scan(
     return ScanResult(walk.files, walk.skipped, walk.dirs)
 
 
-def scan_paths(root: Path, rels: Iterable[str], filt: SyncdFilter) -> ScanResult:
+def scan_paths(
+    root: Path,
+    rels: Iterable[str],
+    filt: SyncdFilter,
+    on_progress: Callable[[], None] | None = None,
+) -> ScanResult:
     """Classify just these root-relative paths the way `scan` would, descending into the
     ones that are directories. Paths that do not exist (or are ignored) are simply absent.
 
@@ -135,7 +146,7 @@ def scan_paths(root: Path, rels: Iterable[str], filt: SyncdFilter) -> ScanResult
     the filesystem's word on them.
     """
     real_root = os.path.realpath(root)
-    walk = _Walk(real_root, filt, None)
+    walk = _Walk(real_root, filt, None, on_progress)
     wanted = set(rels)
     for rel in wanted:
         if _below_any(rel, wanted):
@@ -194,9 +205,14 @@ class _Walk:
     wide tree cannot exhaust the process's file descriptors."""
 
     def __init__(
-        self, real_root: str, filt: SyncdFilter, on_ignored: Callable[[str, bool], None] | None
+        self,
+        real_root: str,
+        filt: SyncdFilter,
+        on_ignored: Callable[[str, bool], None] | None,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         self.real_root = real_root
+        self.on_progress = on_progress
         self.root_prefix = real_root.rstrip("/") + "/"
         self.filt = filt
         self.on_ignored = on_ignored
@@ -208,6 +224,8 @@ class _Walk:
 
     def run(self) -> None:
         while self.stack:
+            if self.on_progress is not None:
+                self.on_progress()
             path, prefix, dev, ino = self.stack.pop()
             rel = prefix[:-1]
             try:

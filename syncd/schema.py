@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS folders (
     remote_count INTEGER,
     unknown_kept INTEGER NOT NULL DEFAULT 0,
     last_sync REAL,
+    reconciled_at REAL,
     UNIQUE (local, remote)
 );
 CREATE TABLE IF NOT EXISTS files (
@@ -61,6 +62,8 @@ def migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(folders)")}
     if "unknown_kept" not in columns:  # schema 1
         conn.execute("ALTER TABLE folders ADD COLUMN unknown_kept INTEGER NOT NULL DEFAULT 0")
+    if "reconciled_at" not in columns:  # schema 3
+        conn.execute("ALTER TABLE folders ADD COLUMN reconciled_at REAL")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
     if "foreign_asset" not in columns:  # schema 1
         conn.execute("ALTER TABLE files ADD COLUMN foreign_asset INTEGER NOT NULL DEFAULT 0")

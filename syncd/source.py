@@ -33,12 +33,15 @@ def _check_unchanged(f: BinaryIO, expected: LocalFile) -> None:
         raise FileChanged(f"{expected.path} changed while it was being read")
 
 
-def hash_file(root: Path, expected: LocalFile) -> str:
-    """The sha1 of a local file (blocking; run it in a worker thread)."""
+def hash_file(root: Path, expected: LocalFile, on_chunk: Callable[[], None] | None = None) -> str:
+    """The sha1 of a local file (blocking; run it in a worker thread). `on_chunk` is called
+    after each MiB: hashing a huge file is progress, not a hang."""
     h = hashlib.sha1(usedforsecurity=False)
     with open_checked(root, expected.path, expected) as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
+            if on_chunk is not None:
+                on_chunk()
         _check_unchanged(f, expected)
     return h.hexdigest()
 

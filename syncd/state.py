@@ -141,13 +141,16 @@ class State:
         remote_count: int | None,
         *,
         unknown_kept: int = 0,
+        reconciled: bool = False,
     ) -> None:
-        """Remember the DAM's clock and file count at the end of a completed run."""
+        """Remember the DAM's clock and file count at the end of a completed run (and, for
+        a whole-folder reconcile rather than a daemon batch, when it ended)."""
         self.flush()
+        now = time.time()
         self._execute(
-            "UPDATE folders SET listed_at = ?, remote_count = ?, unknown_kept = ?, last_sync = ?"
-            " WHERE id = ?",
-            (listed_at, remote_count, unknown_kept, time.time(), folder_id),
+            "UPDATE folders SET listed_at = ?, remote_count = ?, unknown_kept = ?, last_sync = ?,"
+            " reconciled_at = coalesce(?, reconciled_at) WHERE id = ?",
+            (listed_at, remote_count, unknown_kept, now, now if reconciled else None, folder_id),
         )
 
     # files

@@ -43,6 +43,7 @@ class FolderStatus:
     in_sync: int = 0
     pending: int = 0
     last_reconcile: str | None = None  # ISO 8601, UTC; None: never
+    last_sync: str | None = None  # the last reconcile or daemon batch
     parked: list[Parked] = field(default_factory=list)
 
 
@@ -97,14 +98,17 @@ def collect(config: Config) -> Report:
 
 
 def _fill(conn: sqlite3.Connection, folder: FolderStatus) -> None:
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(folders)")}
+    # A database last written by an older syncd (the daemon migrates it when it starts).
+    reconciled = "reconciled_at" if "reconciled_at" in columns else "NULL"
     row = conn.execute(
-        "SELECT id, last_sync FROM folders WHERE local = ? AND remote = ?",
+        f"SELECT id, {reconciled}, last_sync FROM folders WHERE local = ? AND remote = ?",
         (folder.local, folder.remote),
     ).fetchone()
     if row is None:
         return
-    fid, last_sync = row
-    folder.last_reconcile = _iso(last_sync)
+    fid, reconciled_at, last_sync = row
+    folder.last_reconcile, folder.last_sync = _iso(reconciled_at), _iso(last_sync)
     one = "SELECT count(*) FROM {} WHERE folder_id = ?"
     synced = conn.execute(one.format("files"), (fid,)).fetchone()[0]
     folder.pending = conn.execute(one.format("journal"), (fid,)).fetchone()[0]
@@ -140,6 +144,7 @@ def render(report: Report) -> str:
             f"  pending:        {f.pending}",
             f"  parked:         {len(f.parked)}",
             f"  last reconcile: {f.last_reconcile or 'never'}",
+            f"  last sync:      {f.last_sync or 'never'}",
         ]
         for p in f.parked[:_SHOWN_PARKED]:
             lines.append(f"    {p.path}: {p.op} failed {p.attempts}x: {p.error}")

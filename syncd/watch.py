@@ -207,7 +207,7 @@ async def watch_folder(
         polling = True
     gate = _Gate(stop)
 
-    async def run(polling: bool) -> None:
+    async def run(polling: bool, skip_denied: bool = False) -> None:
         batches = watchfiles.awatch(
             root,
             watch_filter=filt,
@@ -222,8 +222,9 @@ async def watch_folder(
             poll_delay_ms=poll_delay_ms,
             recursive=True,
             # True would also swallow the watch-limit error (watchfiles ignores every error
-            # while adding watches then), leaving the folder silently half watched.
-            ignore_permission_denied=False,
+            # while adding watches then), leaving the folder silently half watched: it is
+            # only used after an unreadable directory was met, and said so.
+            ignore_permission_denied=skip_denied,
         )
         async with aclosing(batches):
             async for batch in batches:
@@ -235,6 +236,13 @@ async def watch_folder(
         try:
             try:
                 await run(polling)
+            except PermissionError as exc:
+                if gate.armed:
+                    raise
+                # A directory syncd's user cannot read: watch the rest. The scan reports
+                # it as failed (and protects it from deletes) on every reconcile.
+                bound.warning("watch_unreadable_skipped", error=str(exc))
+                await run(polling, skip_denied=True)
             except Exception as exc:
                 if polling or gate.armed or not is_watch_limit_error(exc):
                     raise

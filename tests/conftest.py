@@ -9,12 +9,14 @@ import os
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from anyio.abc import Process
 
 from syncd.emulator import Emulator, serve
 
@@ -35,6 +37,7 @@ NAMES = [
 ]
 
 KEY = "test-key-5f2b9c0e7d"
+REPO = Path(__file__).resolve().parent.parent
 TOKEN = "proj"
 
 
@@ -157,3 +160,22 @@ def short_dir() -> Iterator[Path]:
     limit of a socket path)."""
     with tempfile.TemporaryDirectory(prefix="syncd-") as d:
         yield Path(d)
+
+
+@asynccontextmanager
+async def emulator_command(*args: str) -> AsyncIterator[tuple[Process, str]]:
+    """The real `syncd-emulator` command (`python -m syncd.emulator --port 0 ARGS`) and the
+    first line it prints; the block should stop it (it is killed if still running)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "syncd.emulator", "--port", "0", *args]
+    async with await anyio.open_process(command, env=env) as process:
+        try:
+            assert process.stdout is not None
+            line = b""
+            with anyio.fail_after(10):
+                while not line.endswith(b"\n"):
+                    line += await process.stdout.receive(1)
+            yield process, line.decode()
+        finally:
+            if process.returncode is None:
+                process.kill()

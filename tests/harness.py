@@ -23,8 +23,11 @@ import anyio
 import anyio.abc
 import pytest
 
+from syncd.config import Config
+from syncd.daemon import Daemon
 from syncd.emulator import Emulator
 from syncd.emulator.model import Folder, StoredFile
+from syncd.systemd import Notifier
 from tests.conftest import KEY, local_tree, write, write_config
 
 T = TypeVar("T")
@@ -343,3 +346,16 @@ async def notify_socket(directory: Path, pulse: Pulse | None = None) -> AsyncIte
             tg.cancel_scope.cancel()
     finally:
         listener.close()
+
+
+@asynccontextmanager
+async def daemon_in_process(
+    cfg: Config, listener: NotifySocket, **kw: Any
+) -> AsyncIterator[Daemon]:
+    """A `Daemon` running in this event loop (so a test can reach inside it), telling
+    `listener` what it tells systemd. The block must stop it (`request_stop()`)."""
+    notifier = Notifier(env={"NOTIFY_SOCKET": listener.address})
+    daemon = Daemon(cfg, KEY, handle_signals=False, notifier=notifier, **kw)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(daemon.run)
+        yield daemon

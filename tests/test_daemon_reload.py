@@ -9,10 +9,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from structlog.testing import capture_logs
 
+from syncd.config import Config, load_config
 from syncd.emulator import Emulator
 from tests.conftest import KEY, dam_tree, write, write_config
-from tests.harness import DaemonRun, NotifySocket, notify_socket, running_daemon
+from tests.harness import (
+    DaemonRun,
+    NotifySocket,
+    daemon_in_process,
+    notify_socket,
+    running_daemon,
+)
 
 
 def folders(tmp_path: Path, *specs: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -158,3 +166,44 @@ async def test_sighup_rereads_a_rotated_key_and_refuses_a_bad_one(
     log = "\n".join(d.lines)
     assert "rotated-key-0c1d" not in log
     assert "not-the-key" not in log
+
+
+async def test_a_folder_that_cannot_be_watched_rejects_the_whole_reload(
+    tmp_path, emulator, dam, short_dir
+):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cfg_file = write_config(
+        tmp_path / "syncd.toml", emulator, folders(tmp_path, ("a", {})), sync={"settle_ms": 50}
+    )
+    old = load_config(cfg_file)
+    # The new config adds b and changes a's excludes (its watcher restarts); b vanishes
+    # between the config check and its watcher's start.
+    write_config(
+        cfg_file,
+        emulator,
+        folders(tmp_path, ("a", {"exclude": ["*.raw"]}), ("b", {})),
+        sync={"settle_ms": 50},
+    )
+    new = load_config(cfg_file)
+
+    def reread(_: Config) -> tuple[Config, str]:
+        (tmp_path / "b").rmdir()
+        return new, KEY
+
+    async with notify_socket(short_dir, dam.pulse) as listener:
+        with anyio.fail_after(20), capture_logs() as logs:
+            async with daemon_in_process(old, listener, reread=reread) as daemon:
+                await daemon.ready.wait()
+                daemon.request_reload()
+                while listener.sequence() != ["READY", "RELOADING", "READY"]:
+                    await listener.pulse.wait()
+                assert daemon.config is old
+                assert [f.config for f in daemon.watchers.folders.values()] == list(old.folders)
+                # The old watcher of a still runs (no *.raw exclude): its files go up.
+                write(tmp_path / "a/x.raw", "raw")
+                while "x.raw" not in dam_tree(emulator, "/a"):
+                    await dam.pulse.wait()
+                daemon.request_stop()
+    (rejected,) = [e for e in logs if e["event"] == "reload_rejected"]
+    assert "FileNotFoundError" in rejected["error"]

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 import shutil
 import signal
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -35,7 +33,7 @@ from syncd.errors import (
 from syncd.model import RemoteFile
 from syncd.pacer import Backoff, Pacer
 
-from .conftest import KEY, NAMES, TOKEN, dam_tree, run_syncd, write, write_config
+from .conftest import KEY, NAMES, TOKEN, dam_tree, emulator_command, run_syncd, write, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = Backoff(base_s=0.01, cap_s=0.05, max_attempts=6)
@@ -636,26 +634,13 @@ async def test_syncd_over_https(tmp_path, tls_emulator, certs, with_bundle):
 
 
 async def test_emulator_command_serves_https(certs, pacer):
-    command = [sys.executable, "-m", "syncd.emulator", "--port", "0", "--token", TOKEN]
-    command += ["--key", KEY, "--tls-cert", str(certs.cert), "--tls-key", str(certs.key)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    async with await anyio.open_process(command, env=env) as process:
-        try:
-            assert process.stdout is not None
-            line = b""
-            with anyio.fail_after(10):
-                while not line.endswith(b"\n"):
-                    line += await process.stdout.receive(1)
-            match = re.fullmatch(
-                r"emulator listening on (https://127\.0\.0\.1:\d+) \S+\n", line.decode()
-            )
-            assert match, line
-            with anyio.fail_after(10):
-                async with DamClient(match[1], TOKEN, KEY, pacer, ca_bundle=certs.ca) as dam:
-                    await dam.check_access()
-            process.send_signal(signal.SIGTERM)
-            with anyio.fail_after(10):
-                assert await process.wait() == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
+    tls = ("--tls-cert", str(certs.cert), "--tls-key", str(certs.key))
+    async with emulator_command("--token", TOKEN, "--key", KEY, *tls) as (process, line):
+        match = re.fullmatch(r"emulator listening on (https://127\.0\.0\.1:\d+) \S+\n", line)
+        assert match, line
+        with anyio.fail_after(10):
+            async with DamClient(match[1], TOKEN, KEY, pacer, ca_bundle=certs.ca) as dam:
+                await dam.check_access()
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(10):
+            assert await process.wait() == 0

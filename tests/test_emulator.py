@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
@@ -18,10 +17,10 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
-from anyio.abc import Process
 
 import syncd
 from syncd.emulator import Emulator, run, serve
+from tests.conftest import emulator_command
 
 TOKEN = "tok"
 KEY = "sekret"
@@ -542,27 +541,13 @@ def test_cli_rejects_bad_values() -> None:
 
 
 async def test_command_line_serves_until_sigterm() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "syncd.emulator", "--port", "0", "--token", "t", "--key", "k"]
-    process: Process
-    async with await anyio.open_process(command, env=env) as process:
-        try:
-            assert process.stdout is not None
-            line = b""
+    async with emulator_command("--token", "t", "--key", "k") as (process, line):
+        match = re.fullmatch(r"emulator listening on (http://127\.0\.0\.1:\d+) token=t\n", line)
+        assert match, line
+        async with aiohttp.ClientSession(headers={"X-Filerobot-Key": "k"}) as http:
             with anyio.fail_after(10):
-                while not line.endswith(b"\n"):
-                    line += await process.stdout.receive(1)
-            match = re.fullmatch(
-                r"emulator listening on (http://127\.0\.0\.1:\d+) token=t\n", line.decode()
-            )
-            assert match, line
-            async with aiohttp.ClientSession(headers={"X-Filerobot-Key": "k"}) as http:
-                with anyio.fail_after(10):
-                    async with http.get(f"{match[1]}/t/v4/files") as response:
-                        assert response.status == 200
-            process.send_signal(signal.SIGTERM)
-            with anyio.fail_after(10):
-                assert await process.wait() == 0
-        finally:
-            if process.returncode is None:
-                process.kill()
+                async with http.get(f"{match[1]}/t/v4/files") as response:
+                    assert response.status == 200
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(10):
+            assert await process.wait() == 0

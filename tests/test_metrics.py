@@ -75,10 +75,6 @@ async def test_a_scrape_of_a_running_daemon(tmp_path, emulator, dam):
     # late.txt, the delete and both sides of the rename went through the queue.
     assert m[("syncd_sync_lag_seconds_count", ())] >= 3
     # Each lag is at least the settle window (100 ms).
-    assert (
-        m[("syncd_sync_lag_seconds_bucket", (("le", "0.25"),))]
-        <= m[("syncd_sync_lag_seconds_count", ())]
-    )
     assert m[("syncd_sync_lag_seconds_sum", ())] >= 0.1 * m[("syncd_sync_lag_seconds_count", ())]
 
 

@@ -505,3 +505,13 @@ def test_open_checked_does_not_hang_on_a_fifo(root: Path) -> None:
     os.mkfifo(path)
     with pytest.raises(FileChanged, match="no longer a regular file"):
         open_checked(root, "photo.jpg", expected)
+
+
+def test_a_walk_reports_progress_once_per_directory(tmp_path: Path) -> None:
+    for d in ("a", "a/b", "c"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "f.txt").write_text("x")
+    calls: list[None] = []
+    result = scan(tmp_path, SyncdFilter(tmp_path), on_progress=lambda: calls.append(None))
+    assert len(result.files) == 3
+    assert len(calls) == 3  # a, a/b and c (the root is listed before the walk)

@@ -179,3 +179,12 @@ async def test_ensure_sha1_reads_only_when_needed(tmp_path):
         # A known sha1 is trusted without reading the file again.
         local.sha1 = "0" * 40
         assert await FileSource(tmp_path, local).ensure_sha1() == "0" * 40
+
+
+def test_hashing_reports_progress_per_mib(tmp_path: Path) -> None:
+    data = os.urandom(2 * (1 << 20) + 5)  # two full MiB and a bit
+    write(tmp_path / "big.bin", data)
+    calls: list[None] = []
+    digest = hash_file(tmp_path, stat_of(tmp_path, "big.bin"), lambda: calls.append(None))
+    assert digest == sha1(data)
+    assert len(calls) == 3

@@ -108,3 +108,35 @@ def test_unusable_path_is_a_state_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StateError, match="cannot open the state database"):
         State.open(blocker / "state.db")
+
+
+OLD_FOLDERS = """
+CREATE TABLE folders (
+    id INTEGER PRIMARY KEY, local TEXT NOT NULL, remote TEXT NOT NULL, listed_at TEXT,
+    remote_count INTEGER, last_sync REAL, UNIQUE (local, remote)
+);
+"""
+
+
+def test_an_older_database_is_migrated_and_reconcile_times_kept_apart(tmp_path):
+    db = tmp_path / "state.db"
+    conn = sqlite3.connect(db)
+    conn.executescript(OLD_FOLDERS)
+    conn.execute("INSERT INTO folders (local, remote) VALUES ('/a', '/x')")
+    conn.commit()
+    conn.close()
+    with State.open(db) as state:
+        fid = state.folder_id("/a", "/x")
+        assert fid is not None
+        state.set_bookmark(fid, "2026-01-01T00:00:00Z", 3, reconciled=True)
+        reconciled = state._conn.execute(
+            "SELECT reconciled_at, last_sync FROM folders WHERE id = ?", (fid,)
+        ).fetchone()
+        assert reconciled[0] == reconciled[1]
+        state.set_bookmark(fid, "2026-01-01T00:00:01Z", 4)  # a daemon batch
+        after = state._conn.execute(
+            "SELECT reconciled_at, last_sync FROM folders WHERE id = ?", (fid,)
+        ).fetchone()
+        assert after[0] == reconciled[0]  # the batch is a sync, not a reconcile
+        assert after[1] >= reconciled[1]
+        assert state.bookmark(fid).remote_count == 4

@@ -4,6 +4,7 @@ text and JSON forms."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from syncd.config import load_config
 from syncd.status import collect, render
 from tests.conftest import KEY, run_syncd, write
 from tests.harness import config, make_files, running_daemon
+from tests.test_state import OLD_FOLDERS
 
 
 async def status_json(cfg: Path) -> dict[str, Any]:
@@ -38,6 +40,7 @@ async def test_status_while_the_daemon_runs_and_after_it_stopped(tmp_path, emula
             assert folder["in_sync"] == 20
             assert folder["pending"] == 0
             assert folder["last_reconcile"] is not None
+            assert folder["last_sync"] is not None
             assert folder["parked_count"] == 1
             (parked,) = folder["parked"]
             assert parked["path"] == "huge.bin"
@@ -81,3 +84,20 @@ async def test_status_with_a_bad_config_names_the_file(tmp_path):
     run = await run_syncd("status", "--config", cfg)
     assert run.code == 78
     assert f"{cfg}: line 1" in run.stderr
+
+
+async def test_status_reads_a_database_an_older_syncd_wrote(tmp_path, emulator):
+    root = tmp_path / "root"
+    cfg = load_config(config(tmp_path, emulator, root))
+    conn = sqlite3.connect(cfg.state.path)
+    conn.executescript(OLD_FOLDERS)  # no reconciled_at column yet, and no other table
+    conn.execute("INSERT INTO folders (local, remote, last_sync) VALUES (?, '/x', 0)", (str(root),))
+    conn.executescript(
+        "CREATE TABLE files (folder_id, path); CREATE TABLE journal (folder_id, path);"
+        " CREATE TABLE parked (folder_id, path, op, error, attempts, updated_at);"
+    )
+    conn.commit()
+    conn.close()
+    (folder,) = collect(cfg).folders
+    assert folder.last_reconcile is None
+    assert folder.last_sync == "1970-01-01T00:00:00Z"

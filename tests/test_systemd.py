@@ -5,17 +5,26 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from syncd.config import load_config
-from syncd.daemon import Daemon
 from syncd.systemd import Liveness, Notifier, status_line, supervise, watchdog_interval
 from syncd.upload import Uploader
 from tests.conftest import KEY, write
-from tests.harness import NotifySocket, Pulse, config, make_files, notify_socket, running_daemon
+from tests.harness import (
+    NotifySocket,
+    Pulse,
+    config,
+    daemon_in_process,
+    make_files,
+    notify_socket,
+    running_daemon,
+)
 
 
 async def received(listener: NotifySocket, n: int) -> list[dict[str, str]]:
@@ -225,11 +234,8 @@ async def test_a_wedged_worker_stops_the_watchdog_pings(
     monkeypatch.setattr(Uploader, "upload", wedged)
     monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a ping every 50 ms
     async with notify_socket(short_dir, dam.pulse) as listener:
-        notifier = Notifier(env={"NOTIFY_SOCKET": listener.address})
-        daemon = Daemon(cfg, KEY, handle_signals=False, notifier=notifier, stall_s=0.3)
         with anyio.fail_after(20):
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(daemon.run)
+            async with daemon_in_process(cfg, listener, stall_s=0.3) as daemon:
                 await daemon.ready.wait()
                 while listener.count("WATCHDOG") < 3:
                     await listener.pulse.wait()
@@ -243,3 +249,52 @@ async def test_a_wedged_worker_stops_the_watchdog_pings(
                 daemon.request_stop()
                 release.set()
     assert listener.sequence() == ["READY", "STOPPING"]
+
+
+async def test_a_long_busy_batch_that_makes_progress_keeps_the_pings(
+    tmp_path, emulator, dam, short_dir, monkeypatch
+):
+    root = tmp_path / "root"
+    root.mkdir()
+    cfg = load_config(config(tmp_path, emulator, root, settle_ms=50))
+    cfg = replace(cfg, dam=replace(cfg.dam, workers=1))
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a ping every 50 ms
+    async with notify_socket(short_dir, dam.pulse) as listener:
+        # Each request takes 0.15 s and 15 files take over 2 s: far longer than the
+        # 0.5 s stall limit, but every request that ends is progress.
+        with anyio.fail_after(30):
+            async with daemon_in_process(cfg, listener, stall_s=0.5) as daemon:
+                await daemon.ready.wait()
+                emulator.options.slow_ms = 150
+                make_files(root, 15)
+                while len(dam.uploads) < 1:
+                    await dam.pulse.wait()
+                pings = listener.count("WATCHDOG")
+                while len(dam.uploads) < 15:
+                    await dam.pulse.wait()
+                assert listener.count("WATCHDOG") >= pings + 20
+                daemon.request_stop()
+    assert not any(m.get("STATUS", "").startswith("stalled") for m in listener.messages)
+
+
+async def test_sigterm_during_the_first_reconcile_stops_within_the_grace_period(
+    tmp_path, emulator, dam, short_dir
+):
+    root = tmp_path / "root"
+    make_files(root, 40)
+    cfg = load_config(
+        config(tmp_path, emulator, root, shutdown_grace_s=0.3), env={"SYNCD_API_KEY": KEY}
+    )
+    emulator.options.slow_ms = 100  # 40 files on one worker: about 4 s
+    cfg = replace(cfg, dam=replace(cfg.dam, workers=1))
+    async with notify_socket(short_dir, dam.pulse) as listener:
+        with anyio.fail_after(10):
+            async with daemon_in_process(cfg, listener) as daemon:
+                while len(dam.uploads) < 3:
+                    await dam.pulse.wait()
+                daemon.request_stop()
+            # run() returned: the reconcile got its 0.3 s and was cut short.
+        await anyio.lowlevel.checkpoint()
+    assert len(dam.uploads) < 40
+    assert not daemon.ready.is_set()
+    assert listener.sequence() == ["STOPPING"]  # never READY once stopping

@@ -416,6 +416,27 @@ async def test_watch_limit_falls_back_to_polling(
     await hints.wait_for("a.jpg")
 
 
+async def test_an_unreadable_directory_is_skipped_and_the_rest_watched(
+    tmp_path: Path, watching: Starter, hints: Hints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    skip_denied: list[bool] = []
+
+    def rust_notify(paths: list[str], *args: Any) -> Any:
+        skip_denied.append(args[-1])
+        if not args[-1]:  # tests run as root, so the denial is simulated
+            raise PermissionError(f'Permission denied (os error 13) about ["{tmp_path}/x"]')
+        return RustNotify(paths, *args)
+
+    monkeypatch.setattr(watchfiles.main, "RustNotify", rust_notify)
+    with capture_logs() as logs:
+        await watching()
+    assert skip_denied == [False, True]
+    assert [e["event"] for e in logs] == ["watch_unreadable_skipped"]
+    assert "Permission denied" in logs[0]["error"]
+    (tmp_path / "a.jpg").write_bytes(b"a")
+    await hints.wait_for("a.jpg")
+
+
 async def test_other_start_errors_are_not_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
