@@ -28,6 +28,7 @@ import structlog
 from syncd.config import Config
 from syncd.daemon_reload import reload, reread_config
 from syncd.dam import DamClient
+from syncd.errors import AuthError, ConfigError, StateError
 from syncd.folder import FolderRun, RunOptions
 from syncd.journal import QueueJournal
 from syncd.metrics import Metrics
@@ -137,7 +138,7 @@ class Daemon:
         """Run until stopped. Raises `AuthError` when the key is rejected."""
         state = State.open(self.config.state.path)
         self.state, self.journal = state, QueueJournal(state)
-        self.watchers = Watchers(state, self._note)
+        self.watchers = Watchers(state, self._note, self.request_reconcile)
         try:
             if (listen := self.config.metrics.listen) is not None:
                 self.metrics.serve(*listen, source=self.config.source)
@@ -270,10 +271,11 @@ class Daemon:
         config = folder.config
         problem = root_status(config.local)
         if problem is not None:
-            # An unmounted or vanished root: no delete, no upload; the next reconcile
-            # after it comes back sees everything.
+            # An unmounted or vanished root: no delete, no upload; the watcher is armed
+            # again once it is back, and the reconcile that follows sees everything.
             log.error("folder_unusable", problem=problem)
             batch.refused.append(f"{config.name}: {problem}")
+            folder.restart()
             return
         run = FolderRun(config, self.config, self.dam, self.state, RunOptions(), batch)
         scanned = await anyio.to_thread.run_sync(
@@ -298,6 +300,8 @@ class Daemon:
         while True:
             with anyio.move_on_after(self.config.sync.reconcile_interval_s):
                 await self._reconcile_now.wait()
+            if self.stopping:
+                return  # no reload or reconcile starts during the grace period
             reason = "requested" if self._reconcile_now.is_set() else "periodic"
             self._reconcile_now = anyio.Event()
             if self._reload_now.is_set():
@@ -317,6 +321,8 @@ class Daemon:
                         folder.config, self.config, self.dam, self.state, RunOptions(), run_summary
                     )
                     await run.reconcile(self.executor, io.StringIO())  # prints only dry runs
+                if reason != "start" and root_status(folder.config.local) is not None:
+                    folder.restart()  # an unmounted root: watch it again once it is back
         log.info("reconcile_done", reason=reason, **run_summary.as_dict())
         self._finished(run_summary)
 
@@ -370,10 +376,19 @@ class Daemon:
 
 def _fatal(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error that stopped the daemon, out of its task group's exception group: a
-    rejected key or an unusable state is reported as itself (exit 77, 1)."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            exc = _fatal(exc)
-        if not isinstance(exc, anyio.get_cancelled_exc_class()):
-            return exc
-    return group
+    rejected key first (exit 77), then a bad config or state, then anything else, so
+    the exit code says what matters; cancellations are only what the error caused."""
+    leaves: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup[BaseException]) -> None:
+        for exc in g.exceptions:
+            if isinstance(exc, BaseExceptionGroup):
+                walk(exc)
+            elif not isinstance(exc, anyio.get_cancelled_exc_class()):
+                leaves.append(exc)
+
+    walk(group)
+    for kind in (AuthError, ConfigError, StateError):
+        if found := [e for e in leaves if isinstance(e, kind)]:
+            return found[0]
+    return leaves[0] if leaves else group

@@ -44,6 +44,8 @@ def reread_config(config: Config) -> tuple[Config, str]:
 async def reload(daemon: Daemon) -> None:
     """Reload the daemon's config and key; `RELOADING=1` before, `READY=1` after, whether
     the new config was taken or refused (but not once the daemon is stopping)."""
+    if daemon.stopping:
+        return
     daemon.notifier.reloading()
     try:
         await _apply(daemon)
@@ -72,7 +74,7 @@ async def _apply(daemon: Daemon) -> None:
             )
         except BaseException:
             for _, folder in armed.values():
-                folder.stop.set()
+                folder.close()
             raise
         if swap is not None:
             old_dam = daemon.dam
@@ -104,7 +106,7 @@ async def _arm(daemon: Daemon, folders: Sequence[FolderConfig]) -> dict[str, tup
             armed[str(folder.local)] = await daemon.watchers.arm(folder)
     except BaseException:
         for _, handle in armed.values():
-            handle.stop.set()
+            handle.close()
         raise
     return armed
 
@@ -136,14 +138,14 @@ def _commit_folders(
     }
     for folder in plan.removed:
         fid = ids[(str(folder.local), folder.remote)]
-        daemon.watchers.folders.pop(fid).stop.set()
+        daemon.watchers.folders.pop(fid).close()
         dropped = daemon.queue.drop(fid)
         # Its assets stay on the DAM: leaving the config is not a local delete.
         log.info("folder_unwatched", folder=folder.name, queued_dropped=dropped)
     for folder in plan.changed:
         fid = ids[(str(folder.local), folder.remote)]
         if folder in plan.rewatch:  # the watcher filters with the excludes
-            daemon.watchers.folders[fid].stop.set()
+            daemon.watchers.folders[fid].close()
             daemon.watchers.folders[fid] = armed[str(folder.local)][1]
         else:
             daemon.watchers.folders[fid].config = folder

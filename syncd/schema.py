@@ -62,8 +62,9 @@ def migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(folders)")}
     if "unknown_kept" not in columns:  # schema 1
         conn.execute("ALTER TABLE folders ADD COLUMN unknown_kept INTEGER NOT NULL DEFAULT 0")
-    if "reconciled_at" not in columns:  # schema 3
+    if "reconciled_at" not in columns:  # schema 3: its last run was a reconcile too
         conn.execute("ALTER TABLE folders ADD COLUMN reconciled_at REAL")
+        conn.execute("UPDATE folders SET reconciled_at = last_sync")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
     if "foreign_asset" not in columns:  # schema 1
         conn.execute("ALTER TABLE files ADD COLUMN foreign_asset INTEGER NOT NULL DEFAULT 0")

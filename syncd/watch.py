@@ -20,6 +20,8 @@ import anyio.lowlevel
 import structlog
 import watchfiles
 
+from syncd.errors import ConfigError
+
 if TYPE_CHECKING:
     from syncd.filters import SyncdFilter
 
@@ -196,6 +198,7 @@ async def watch_folder(
 
     Raises:
         FileNotFoundError: `root` does not exist.
+        ConfigError: a directory under `root` cannot be read.
         ValueError: `filt` belongs to another root.
         Exception: whatever the watcher or `sink` raised.
     """
@@ -207,7 +210,7 @@ async def watch_folder(
         polling = True
     gate = _Gate(stop)
 
-    async def run(polling: bool, skip_denied: bool = False) -> None:
+    async def run(polling: bool) -> None:
         batches = watchfiles.awatch(
             root,
             watch_filter=filt,
@@ -222,9 +225,8 @@ async def watch_folder(
             poll_delay_ms=poll_delay_ms,
             recursive=True,
             # True would also swallow the watch-limit error (watchfiles ignores every error
-            # while adding watches then), leaving the folder silently half watched: it is
-            # only used after an unreadable directory was met, and said so.
-            ignore_permission_denied=skip_denied,
+            # while adding watches then), leaving the folder silently half watched.
+            ignore_permission_denied=False,
         )
         async with aclosing(batches):
             async for batch in batches:
@@ -239,10 +241,13 @@ async def watch_folder(
             except PermissionError as exc:
                 if gate.armed:
                     raise
-                # A directory syncd's user cannot read: watch the rest. The scan reports
-                # it as failed (and protects it from deletes) on every reconcile.
-                bound.warning("watch_unreadable_skipped", error=str(exc))
-                await run(polling, skip_denied=True)
+                # watchfiles cannot skip one unreadable directory: told to ignore it, it
+                # silently stops adding watches there (half the tree unwatched), and its
+                # poller fails outright. So this is the user's to fix, and said plainly.
+                raise ConfigError(
+                    f"{root}: cannot watch it: {exc}; make every directory under it readable"
+                    " by syncd's user (README, 'Running as a service': setfacl -R ...)"
+                ) from None
             except Exception as exc:
                 if polling or gate.armed or not is_watch_limit_error(exc):
                     raise

@@ -421,6 +421,28 @@ async def test_removed_root_deletes_nothing(tmp_path, emulator, dam):
     assert dam.uuids() == before
 
 
+async def test_a_root_removed_and_restored_is_watched_again(tmp_path, emulator, dam):
+    root = tmp_path / "src"
+    cfg = config(tmp_path, emulator, root)
+    for i in range(5):
+        write(root / f"d{i % 2}" / f"f{i}.jpg", f"content {i}")
+    backup = tmp_path / "backup"
+    async with running_daemon(cfg, dam.pulse) as d:
+        with anyio.fail_after(30):
+            before = dam.uuids()
+            await anyio.to_thread.run_sync(shutil.copytree, root, backup)
+            await anyio.to_thread.run_sync(shutil.rmtree, root)
+            await d.until(
+                lambda: d.named("watch_ended") or d.named("watch_failed"), what="the watch end"
+            )
+            await anyio.to_thread.run_sync(shutil.copytree, backup, root)  # restored
+            await d.wait_event("watch_rearmed")
+            write(root / "after.jpg", "new")
+            await d.until(lambda: "after.jpg" in dam.uuids(), what="after.jpg")
+    assert dam.deleted == []
+    assert {k: v for k, v in dam.uuids().items() if k != "after.jpg"} == before
+
+
 # 9. events that change no content (until a17c2ea, such a path was planned as a delete:
 # a chmod, or the journal replayed at start, deleted the assets of files still there)
 

@@ -122,12 +122,14 @@ def test_an_older_database_is_migrated_and_reconcile_times_kept_apart(tmp_path):
     db = tmp_path / "state.db"
     conn = sqlite3.connect(db)
     conn.executescript(OLD_FOLDERS)
-    conn.execute("INSERT INTO folders (local, remote) VALUES ('/a', '/x')")
+    conn.execute("INSERT INTO folders (local, remote, last_sync) VALUES ('/a', '/x', 7.0)")
     conn.commit()
     conn.close()
     with State.open(db) as state:
         fid = state.folder_id("/a", "/x")
         assert fid is not None
+        migrated = state._conn.execute("SELECT reconciled_at FROM folders").fetchone()
+        assert migrated == (7.0,)  # until then every run was a whole-folder reconcile
         state.set_bookmark(fid, "2026-01-01T00:00:00Z", 3, reconciled=True)
         reconciled = state._conn.execute(
             "SELECT reconciled_at, last_sync FROM folders WHERE id = ?", (fid,)

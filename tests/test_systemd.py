@@ -4,6 +4,7 @@ and the supervise loop that pings (or withholds pings) on a real event loop."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -11,8 +12,12 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 import pytest
+from structlog.testing import capture_logs
 
 from syncd.config import load_config
+from syncd.daemon import _fatal
+from syncd.errors import AuthError
+from syncd.scan import _Walk
 from syncd.systemd import Liveness, Notifier, status_line, supervise, watchdog_interval
 from syncd.upload import Uploader
 from tests.conftest import KEY, write
@@ -293,8 +298,44 @@ async def test_sigterm_during_the_first_reconcile_stops_within_the_grace_period(
                 while len(dam.uploads) < 3:
                     await dam.pulse.wait()
                 daemon.request_stop()
+                at_stop = len(dam.uploads)
             # run() returned: the reconcile got its 0.3 s and was cut short.
-        await anyio.lowlevel.checkpoint()
-    assert len(dam.uploads) < 40
+    assert at_stop < len(dam.uploads) < 40  # uploads went on during the grace period
     assert not daemon.ready.is_set()
     assert listener.sequence() == ["STOPPING"]  # never READY once stopping
+
+
+async def test_a_long_walk_is_progress_too(tmp_path, emulator, dam, short_dir, monkeypatch):
+    root = tmp_path / "root"
+    make_files(root, 20)  # ten directories
+    cfg = load_config(config(tmp_path, emulator, root))
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a ping every 50 ms
+    async with notify_socket(short_dir, dam.pulse) as listener:
+        with anyio.fail_after(30):
+            async with daemon_in_process(cfg, listener, stall_s=0.5) as daemon:
+                await daemon.ready.wait()
+                list_dir = _Walk.list_dir
+
+                def slow(self: Any, *args: Any) -> None:
+                    time.sleep(0.15)  # an NFS server taking its time, in the scan's thread
+                    list_dir(self, *args)
+
+                monkeypatch.setattr(_Walk, "list_dir", slow)
+                with capture_logs() as logs:
+                    daemon.request_reconcile()  # a 1.6 s walk, no request during it
+                    while not any(e["event"] == "reconcile_done" for e in logs):
+                        await listener.pulse.wait()
+                daemon.request_stop()
+    assert not any(m.get("STATUS", "").startswith("stalled") for m in listener.messages)
+    assert not any(e["event"] == "watchdog_withheld" for e in logs)
+
+
+async def test_the_fatal_error_of_a_task_group_is_the_one_that_matters():
+    cancelled = anyio.get_cancelled_exc_class()
+    key = AuthError("the DAM rejected the API key")
+    other = RuntimeError("boom")
+    group = BaseExceptionGroup("g", [BaseExceptionGroup("inner", [cancelled()]), other, key])
+    assert _fatal(group) is key
+    assert _fatal(BaseExceptionGroup("g", [cancelled(), other])) is other
+    only_cancelled = BaseExceptionGroup("g", [cancelled()])
+    assert _fatal(only_cancelled) is only_cancelled

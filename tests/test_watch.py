@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from watchfiles import Change
 from watchfiles._rust_notify import RustNotify, WatchfilesRustInternalError
 
+from syncd.errors import ConfigError
 from syncd.filters import SyncdFilter
 from syncd.watch import coalesce, is_watch_limit_error, needs_polling, watch_folder
 
@@ -416,25 +417,19 @@ async def test_watch_limit_falls_back_to_polling(
     await hints.wait_for("a.jpg")
 
 
-async def test_an_unreadable_directory_is_skipped_and_the_rest_watched(
-    tmp_path: Path, watching: Starter, hints: Hints, monkeypatch: pytest.MonkeyPatch
+async def test_an_unreadable_directory_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    skip_denied: list[bool] = []
-
     def rust_notify(paths: list[str], *args: Any) -> Any:
-        skip_denied.append(args[-1])
-        if not args[-1]:  # tests run as root, so the denial is simulated
-            raise PermissionError(f'Permission denied (os error 13) about ["{tmp_path}/x"]')
-        return RustNotify(paths, *args)
+        # Tests run as root, who reads everything: the kernel's answer is simulated.
+        raise PermissionError(f'Permission denied (os error 13) about ["{tmp_path}/x"]')
 
     monkeypatch.setattr(watchfiles.main, "RustNotify", rust_notify)
-    with capture_logs() as logs:
-        await watching()
-    assert skip_denied == [False, True]
-    assert [e["event"] for e in logs] == ["watch_unreadable_skipped"]
-    assert "Permission denied" in logs[0]["error"]
-    (tmp_path / "a.jpg").write_bytes(b"a")
-    await hints.wait_for("a.jpg")
+    with anyio.fail_after(5), pytest.raises(ConfigError) as caught:
+        await watch_folder(tmp_path, SyncdFilter(tmp_path), ignore, stop=anyio.Event())
+    assert str(caught.value).startswith(f"{tmp_path}: cannot watch it: Permission denied")
+    assert f'about ["{tmp_path}/x"]' in str(caught.value)
+    assert "readable by syncd's user" in str(caught.value)
 
 
 async def test_other_start_errors_are_not_retried(
