@@ -155,7 +155,8 @@ class Watchers:
                     if folder.closed.is_set():
                         return
                     log.warning("watch_ended", hint="watching again once the root is back")
-                failures = 0 if time.monotonic() - began > _REARM_MAX_S else failures + 1
+                # Capped: a root gone for days must not overflow the backoff's float.
+                failures = 0 if time.monotonic() - began > _REARM_MAX_S else min(failures + 1, 8)
 
 
 class _Armed(anyio.abc.TaskStatus[None]):
