@@ -271,11 +271,10 @@ class Daemon:
         config = folder.config
         problem = root_status(config.local)
         if problem is not None:
-            # An unmounted or vanished root: no delete, no upload; the watcher is armed
+            # An unmounted or vanished root: no delete, no upload; its watcher is armed
             # again once it is back, and the reconcile that follows sees everything.
             log.error("folder_unusable", problem=problem)
             batch.refused.append(f"{config.name}: {problem}")
-            folder.restart()
             return
         run = FolderRun(config, self.config, self.dam, self.state, RunOptions(), batch)
         scanned = await anyio.to_thread.run_sync(
@@ -321,8 +320,6 @@ class Daemon:
                         folder.config, self.config, self.dam, self.state, RunOptions(), run_summary
                     )
                     await run.reconcile(self.executor, io.StringIO())  # prints only dry runs
-                if reason != "start" and root_status(folder.config.local) is not None:
-                    folder.restart()  # an unmounted root: watch it again once it is back
         log.info("reconcile_done", reason=reason, **run_summary.as_dict())
         self._finished(run_summary)
 

@@ -9,15 +9,11 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pathspec import GitIgnoreSpec
-from watchfiles import BaseFilter
+from watchfiles import BaseFilter, Change
 
 from syncd.errors import ConfigError
-
-if TYPE_CHECKING:
-    from watchfiles import Change
 
 __all__ = ["SyncdFilter"]
 
@@ -177,7 +173,8 @@ class SyncdFilter(BaseFilter):
         """
         rel = self.relative(path)
         if rel is None:
-            return False
+            # The root's own deletion is kept: its watcher must then be armed again.
+            return change == Change.deleted and os.path.abspath(path) + os.sep in self._prefixes
         return not (self.path_ignored(rel, False) and self.path_ignored(rel, True))
 
     def reason(self, rel: str, is_dir: bool) -> str | None:

@@ -181,7 +181,8 @@ async def watch_folder(
 
     `task_status.started()` comes once the watches exist, so a change made right after
     `await tg.start(watch_folder, ...)` is reported. Returns within about `step_ms` once
-    `stop` is set, and as fast when cancelled. Polls instead of using inotify when
+    `stop` is set, and as fast when cancelled; returns too when the root itself is
+    deleted. Polls instead of using inotify when
     `force_polling` is set, when the root is on a network or FUSE filesystem, or when an
     inotify limit is reached (each logged as `watch_polling`).
 
@@ -233,6 +234,12 @@ async def watch_folder(
                 hints = coalesce(batch, str(root), filt)
                 if hints:
                     sink(hints)
+                # The filter lets only one event outside the root through: its deletion.
+                if any(filt.relative(p) is None for _, p in batch):
+                    # The root's own watch is gone (a root created again, even with the
+                    # same inode, is not watched): end, so the caller can arm again.
+                    bound.warning("watch_root_deleted")
+                    return
 
     async def pump() -> None:
         try:

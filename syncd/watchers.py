@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 import anyio.abc
@@ -19,6 +20,7 @@ import structlog
 from syncd.config import FolderConfig
 from syncd.filters import SyncdFilter
 from syncd.queue import Key, Stat
+from syncd.scan import root_status
 from syncd.state import State
 from syncd.watch import watch_folder
 
@@ -28,6 +30,7 @@ log = structlog.get_logger("syncd.watch")
 
 _REARM_FIRST_S = 1.0
 _REARM_MAX_S = 60.0
+_ROOT_CHECK_S = 2.0  # how often a watched root is checked for being replaced
 
 
 @dataclass(slots=True)
@@ -46,8 +49,8 @@ class Watched:
         self.stop.set()
 
     def restart(self) -> None:
-        """Arm the watcher again (after a backoff): its root went away, and inotify does
-        not follow a directory that is removed and created again."""
+        """End the watcher's current run; it is armed again after a backoff (what its
+        root guard does when the root is replaced)."""
         self.stop.set()
 
 
@@ -118,15 +121,16 @@ class Watchers:
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Watch until `folder.close()`. A watcher that ends, fails or is restarted after
-        it was armed (its root was removed or unmounted, a directory turned unreadable
-        under polling) is armed again with backoff, and each re-arm asks for a reconcile,
-        which catches what happened meanwhile. Errors while arming the first time go to
-        `arm()`'s caller."""
+        """Watch until `folder.close()`. Errors while arming the first time go to `arm()`'s
+        caller. After that, a run that ends, fails, or whose root is replaced (removed and
+        created again, moved away, unmounted or remounted: inotify follows none of these)
+        is armed again once the root is usable, with backoff; each re-arm asks for a
+        reconcile, which catches what happened meanwhile."""
 
         def sink(rels: set[str]) -> None:
             self._note((fid, rel) for rel in rels)
 
+        root = folder.config.local
         armed = _Armed(task_status, self._on_rearm)
         failures = 0
         with structlog.contextvars.bound_contextvars(folder=folder.config.name):
@@ -137,10 +141,17 @@ class Watchers:
                     if folder.closed.is_set():
                         return
                     folder.stop = anyio.Event()
+                    # Capped: a root gone for days must not overflow the backoff's float.
+                    failures = min(failures + 1, 8)
+                    if await anyio.to_thread.run_sync(root_status, root, abandon_on_cancel=True):
+                        continue  # not back yet: arming would watch nothing, or fail
+                identity = await anyio.to_thread.run_sync(_identity, root, abandon_on_cancel=True)
+                assert self._tg is not None
+                self._tg.start_soon(_guard, root, identity, folder.stop, name="syncd root guard")
                 began = time.monotonic()
                 try:
                     await watch_folder(
-                        folder.config.local,
+                        root,
                         folder.filt,
                         sink,
                         stop=folder.stop,
@@ -151,12 +162,34 @@ class Watchers:
                     if not armed.once:
                         raise
                     log.error("watch_failed", error=f"{type(exc).__name__}: {exc}")
-                else:
-                    if folder.closed.is_set():
-                        return
-                    log.warning("watch_ended", hint="watching again once the root is back")
-                # Capped: a root gone for days must not overflow the backoff's float.
-                failures = 0 if time.monotonic() - began > _REARM_MAX_S else min(failures + 1, 8)
+                finally:
+                    folder.stop.set()  # ends this run's guard
+                if time.monotonic() - began > _REARM_MAX_S:
+                    failures = 0  # it was healthy for a while: start the backoff afresh
+
+
+def _identity(root: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+async def _guard(root: Path, identity: tuple[int, int] | None, stop: anyio.Event) -> None:
+    """End a watcher run (set `stop`) once its root is no longer the directory it armed
+    on, or is unusable. The stat runs in a thread: a hung network mount blocks only it."""
+    while True:
+        with anyio.move_on_after(_ROOT_CHECK_S):
+            await stop.wait()
+        if stop.is_set():
+            return
+        now = await anyio.to_thread.run_sync(_identity, root, abandon_on_cancel=True)
+        problem = await anyio.to_thread.run_sync(root_status, root, abandon_on_cancel=True)
+        if now != identity or problem is not None:
+            log.warning("watch_root_changed", root=str(root), hint="watching it again once usable")
+            stop.set()
+            return
 
 
 class _Armed(anyio.abc.TaskStatus[None]):

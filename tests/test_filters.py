@@ -229,7 +229,16 @@ def test_is_a_watchfiles_filter_with_repr() -> None:
 def test_watchfiles_call(path: str, keep: bool) -> None:
     filt = SyncdFilter(ROOT, ["cache/", "*.psd", "!keep.psd"])
     assert filt(Change.added, path) is keep
-    assert filt(Change.deleted, path) is keep
+    root_itself = path.rstrip("/") == str(ROOT)
+    assert filt(Change.deleted, path) is (keep or root_itself)
+
+
+def test_only_the_roots_own_deletion_passes_for_the_root() -> None:
+    # The watcher needs it: a deleted root's watch is gone and must be armed again.
+    filt = SyncdFilter(ROOT)
+    assert filt(Change.deleted, str(ROOT))
+    assert not filt(Change.modified, str(ROOT))
+    assert not filt(Change.deleted, "/srv")  # outside is still outside
 
 
 def test_call_accepts_resolved_root(tmp_path: Path) -> None:

@@ -519,3 +519,23 @@ async def test_real_watch_limit_in_a_user_namespace(tmp_path: Path) -> None:
         pytest.skip(f"no user namespaces here: {proc.stderr.decode()}")
     assert proc.returncode == 0, proc.stderr.decode()
     assert "('watch_polling', 'OS file watch limit reached." in proc.stdout.decode()
+
+
+async def test_a_deleted_root_ends_the_watch(tmp_path: Path) -> None:
+    root = tmp_path / "r"
+    (root / "sub").mkdir(parents=True)
+    returned = anyio.Event()
+
+    async def run(*, task_status: Any) -> None:
+        await watch_folder(
+            root, SyncdFilter(root), ignore, stop=anyio.Event(), task_status=task_status
+        )
+        returned.set()
+
+    with capture_logs() as logs, anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(run)
+            await anyio.to_thread.run_sync(shutil.rmtree, root)
+            root.mkdir()  # back at once: the old watch is gone all the same
+            await returned.wait()
+    assert "watch_root_deleted" in [e["event"] for e in logs]
