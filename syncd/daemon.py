@@ -31,12 +31,13 @@ from syncd.dam import DamClient
 from syncd.errors import AuthError, ConfigError, StateError
 from syncd.folder import FolderRun, RunOptions
 from syncd.journal import QueueJournal
+from syncd.localfs import root_status
 from syncd.metrics import Metrics
 from syncd.pacer import MAX_PAUSE_S, Pacer
 from syncd.progress import NullProgress, Summary
 from syncd.queue import Key, SettleQueue
 from syncd.reconcile import check_access, make_dam, make_pacer
-from syncd.scan import root_status, scan_paths
+from syncd.scan import scan_paths
 from syncd.state import State
 from syncd.systemd import Liveness, Notifier, status_line, supervise, watchdog_interval
 from syncd.watchers import Watched, Watchers
@@ -231,9 +232,6 @@ class Daemon:
                 continue
             async with self.busy():
                 await self._process(due)
-            # Only a finished batch leaves the queue: one cut short by the grace period
-            # stays in flight, so the journal keeps it for the next start.
-            self.metrics.observe_lag(self.queue.done(due, time.monotonic()))
 
     @asynccontextmanager
     async def busy(self) -> AsyncIterator[None]:
@@ -262,6 +260,11 @@ class Daemon:
             folder = self.watchers.folders[fid]
             with structlog.contextvars.bound_contextvars(folder=folder.config.name):
                 await self._process_folder(fid, folder, rels, batch)
+        # Only a finished batch leaves the queue: one cut short by the grace period stays
+        # in flight, so the journal keeps it for the next start.
+        now = time.monotonic()
+        self.metrics.observe_lag(self.queue.done(due, now))
+        self._queue_gauges(now)
         log.info("sync_batch", paths=len(due), **batch.as_dict())
         self._finished(batch)
 
@@ -347,14 +350,17 @@ class Daemon:
 
     async def _supervise(self) -> None:
         def tick(now: float, wedged: bool) -> str:
-            stats = self.queue.statistics(now)
-            self.metrics.queue_depth.set(stats.pending + stats.in_flight)
-            self.metrics.queue_oldest.set(stats.oldest_age_s)
+            self._queue_gauges(now)
             if wedged:
                 return self.status("stalled")
             return self.status("watching" if self.ready.is_set() else "starting:")
 
         await supervise(self.notifier, self.liveness, tick, watchdog_interval(), self.ready)
+
+    def _queue_gauges(self, now: float) -> None:
+        stats = self.queue.statistics(now)
+        self.metrics.queue_depth.set(stats.pending + stats.in_flight)
+        self.metrics.queue_oldest.set(stats.oldest_age_s)
 
     # the journal
 

@@ -21,6 +21,7 @@ from syncd.config import Config, FolderConfig
 from syncd.dam import DamClient
 from syncd.errors import AuthError, DamError
 from syncd.filters import SyncdFilter
+from syncd.localfs import FileChanged, ScanError, UnsafePath, root_status
 from syncd.model import Known, LocalFile, Op, RemoteFile, Skip
 from syncd.plan import (
     DeletePolicy,
@@ -33,7 +34,7 @@ from syncd.plan import (
     stat_changes,
 )
 from syncd.progress import Summary, human_bytes
-from syncd.scan import FileChanged, ScanError, ScanResult, UnsafePath, root_status, scan
+from syncd.scan import ScanResult, scan
 from syncd.source import hash_file
 from syncd.state import State
 from syncd.workers import Executor, FolderTarget, failure_kind

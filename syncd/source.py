@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 import anyio
 
+from syncd.localfs import FileChanged, ScanError, open_checked
 from syncd.model import LocalFile
-from syncd.scan import FileChanged, ScanError, open_checked
 
 __all__ = ["CHUNK", "FileSource", "hash_file"]
 

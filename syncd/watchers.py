@@ -19,8 +19,8 @@ import structlog
 
 from syncd.config import FolderConfig
 from syncd.filters import SyncdFilter
+from syncd.localfs import root_status
 from syncd.queue import Key, Stat
-from syncd.scan import root_status
 from syncd.state import State
 from syncd.watch import watch_folder
 

@@ -28,9 +28,9 @@ from syncd.errors import (
     StateError,
     TransientDamError,
 )
+from syncd.localfs import FileChanged, UnsafePath
 from syncd.model import Action, Known, LocalFile, Op, Skip, remote_location
 from syncd.progress import Progress, Summary
-from syncd.scan import FileChanged, UnsafePath
 from syncd.state import State
 from syncd.upload import Uploader
 

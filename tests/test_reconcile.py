@@ -22,11 +22,11 @@ from syncd.config import Config, config_from_dict
 from syncd.dam import DamClient
 from syncd.emulator import Emulator
 from syncd.errors import AuthError
+from syncd.localfs import open_checked
 from syncd.model import LocalFile
 from syncd.pacer import Pacer
 from syncd.progress import NullProgress, Summary
 from syncd.reconcile import RunOptions, initial_sync
-from syncd.scan import open_checked
 from syncd.state import State
 
 from .conftest import KEY, TOKEN, dam_tree, local_tree, write

@@ -13,8 +13,8 @@ from typing import cast
 import anyio
 import pytest
 
+from syncd.localfs import FileChanged
 from syncd.model import LocalFile
-from syncd.scan import FileChanged
 from syncd.source import CHUNK, FileSource, hash_file
 
 from .conftest import write

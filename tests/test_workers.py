@@ -18,10 +18,10 @@ import syncd.source
 from syncd.dam import DamClient
 from syncd.emulator import Emulator
 from syncd.errors import AuthError, NameConflict
+from syncd.localfs import open_checked
 from syncd.model import Action, LocalFile, Op, Skip
 from syncd.pacer import Backoff, Pacer
 from syncd.progress import NullProgress, Summary
-from syncd.scan import open_checked
 from syncd.source import CHUNK
 from syncd.state import State
 from syncd.workers import Executor, FolderTarget
