@@ -447,6 +447,44 @@ async def test_a_replaced_root_is_watched_again(tmp_path, emulator, dam, how):
     assert {k: v for k, v in dam.uuids().items() if k != "after.jpg"} == before
 
 
+async def _mount_tmpfs(path: Path) -> bool:
+    """Mount a tmpfs on `path`; False where this machine does not allow it."""
+    if shutil.which("mount") is None:
+        return False
+    command = ["mount", "-t", "tmpfs", "syncd-test", str(path)]
+    return (await anyio.run_process(command, check=False)).returncode == 0
+
+
+async def test_an_unmounted_then_remounted_root_deletes_nothing_and_is_watched_again(
+    tmp_path, emulator, dam
+):
+    root = tmp_path / "mnt"
+    root.mkdir()
+    if not await _mount_tmpfs(root):
+        pytest.skip("this machine does not allow mounting a tmpfs")
+    try:
+        for i in range(5):
+            write(root / f"f{i}.jpg", f"content {i}")
+        cfg = config(tmp_path, emulator, root)
+        async with running_daemon(cfg, dam.pulse) as d:
+            with anyio.fail_after(30):
+                before = dam.uuids()
+                await anyio.run_process(["umount", str(root)])  # the bare mount point stays
+                await d.wait_event("watch_root_changed")
+                assert await _mount_tmpfs(root)
+                for i in range(5):
+                    write(root / f"f{i}.jpg", f"content {i}")
+                rearmed = len(d.named("watch_rearmed"))
+                await d.until(lambda: len(d.named("watch_rearmed")) > rearmed, what="re-armed")
+                write(root / "after.jpg", "new")
+                await d.until(lambda: "after.jpg" in dam.uuids(), what="after.jpg")
+        assert dam.deleted == []  # the empty mount point was never mirrored
+        assert {k: v for k, v in dam.uuids().items() if k != "after.jpg"} == before
+    finally:
+        with anyio.CancelScope(shield=True):
+            await anyio.run_process(["umount", str(root)], check=False)
+
+
 # 9. events that change no content (until a17c2ea, such a path was planned as a delete:
 # a chmod, or the journal replayed at start, deleted the assets of files still there)
 
