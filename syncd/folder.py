@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TextIO
@@ -21,7 +21,7 @@ from syncd.config import Config, FolderConfig
 from syncd.dam import DamClient
 from syncd.errors import AuthError, DamError
 from syncd.filters import SyncdFilter
-from syncd.localfs import FileChanged, ScanError, UnsafePath, root_status
+from syncd.localfs import ScanError, root_status
 from syncd.model import Known, LocalFile, Op, RemoteFile, Skip
 from syncd.plan import (
     DeletePolicy,
@@ -35,7 +35,7 @@ from syncd.plan import (
 )
 from syncd.progress import Summary, human_bytes
 from syncd.scan import ScanResult, scan
-from syncd.source import hash_file
+from syncd.source import hash_files
 from syncd.state import State
 from syncd.workers import Executor, FolderTarget, failure_kind
 
@@ -232,7 +232,7 @@ class FolderRun:
         could not be read."""
         to_hash = needs_hash(local, known, remote)
         self.summary.hashed += len(to_hash)
-        unreadable = await _hash(
+        unreadable = await hash_files(
             self.root, local, to_hash, self.config.dam.workers, self.dam.pacer.heartbeat
         )
         for skip in unreadable:
@@ -334,38 +334,6 @@ def _is_empty(root: Path) -> bool:
             return next(entries, None) is None
     except OSError:
         return True
-
-
-async def _hash(
-    root: Path,
-    local: dict[str, LocalFile],
-    paths: Iterable[str],
-    workers: int,
-    on_chunk: Callable[[], None],
-) -> list[Skip]:
-    """Fill in the sha1 of `paths` in `local`, in worker threads. Returns the files that
-    could not be read; files that vanished are dropped from `local`."""
-    unreadable: list[Skip] = []
-    todo = iter(paths)
-
-    async def hasher() -> None:
-        # A few hashers pull from one iterator: touching 100,000 files must not start
-        # 100,000 tasks.
-        for path in todo:
-            lf = local[path]
-            try:
-                sha1 = await anyio.to_thread.run_sync(hash_file, root, lf, on_chunk)
-            except FileNotFoundError:
-                local.pop(path, None)
-            except (FileChanged, UnsafePath, OSError) as exc:
-                unreadable.append(Skip(path, f"cannot read the file: {exc}", failed=True))
-            else:
-                local[path] = replace(lf, sha1=sha1)
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(max(2, workers // 2)):
-            tg.start_soon(hasher)
-    return unreadable
 
 
 _VERBS = {

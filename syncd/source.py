@@ -1,7 +1,7 @@
 """Reading local files for upload: one pass that streams the bytes and computes sha1,
 with constant memory whatever the file size.
 
-A file is opened through `scan.open_checked`, so a symlink that now points outside the
+A file is opened through `localfs.open_checked`, so a symlink that now points outside the
 root is refused and a file swapped since the scan is noticed. When the last byte has
 been read the file is stat-ed again; if its size or mtime moved, the read is abandoned
 with `FileChanged` before the final chunk is sent, so a half-written file is never
@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
 import anyio
 
-from syncd.localfs import FileChanged, ScanError, open_checked
-from syncd.model import LocalFile
+from syncd.localfs import FileChanged, ScanError, UnsafePath, open_checked
+from syncd.model import LocalFile, Skip
 
-__all__ = ["CHUNK", "FileSource", "hash_file"]
+__all__ = ["CHUNK", "FileSource", "hash_file", "hash_files"]
 
 CHUNK = 1 << 18
 """Read size; files up to this size are read in one call in the event loop."""
@@ -115,3 +116,36 @@ class FileSource:
         if self.sha1 is None:
             self.sha1 = await anyio.to_thread.run_sync(hash_file, self.root, self.local)
         return self.sha1
+
+
+async def hash_files(
+    root: Path,
+    local: dict[str, LocalFile],
+    paths: Iterable[str],
+    workers: int,
+    on_chunk: Callable[[], None],
+) -> list[Skip]:
+    """Fill in the sha1 of `paths` in `local`, a few worker threads at a time, calling
+    `on_chunk` per MiB. Returns the files that could not be read; files that vanished
+    are dropped from `local`."""
+    unreadable: list[Skip] = []
+    todo = iter(paths)
+
+    async def hasher() -> None:
+        # A few hashers pull from one iterator: touching 100,000 files must not start
+        # 100,000 tasks.
+        for path in todo:
+            lf = local[path]
+            try:
+                sha1 = await anyio.to_thread.run_sync(hash_file, root, lf, on_chunk)
+            except FileNotFoundError:
+                local.pop(path, None)
+            except (FileChanged, UnsafePath, OSError) as exc:
+                unreadable.append(Skip(path, f"cannot read the file: {exc}", failed=True))
+            else:
+                local[path] = replace(lf, sha1=sha1)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(max(2, workers // 2)):
+            tg.start_soon(hasher)
+    return unreadable
