@@ -4,8 +4,8 @@ One row per synced file maps `(folder, path)` to the local stat that was synced
 (`size`, `mtime_ns`, `inode`), its sha1, the asset's uuid and the sha1 the DAM reported.
 A folder row remembers the DAM-side bookmark of the last run (server time for
 `updated_after`, and the recursive remote file count), so a re-run can ask only for
-what changed. Parked rows are files whose last attempt failed; they are retried by the
-next run.
+what changed. Orphan and parked rows (work still owed) are `syncd.retries`'s, mixed in
+here.
 
 Writes are batched: `record()` buffers rows and `flush()` commits them in one transaction,
 so a 10,000-file sync does tens of commits, not 10,000.
@@ -22,9 +22,10 @@ from typing import Any, Self
 
 from syncd.errors import StateError
 from syncd.model import Known
+from syncd.retries import RetryRecords
 from syncd.schema import SCHEMA, SCHEMA_VERSION, migrate
 
-__all__ = ["FolderBookmark", "ParkedFile", "State"]
+__all__ = ["FolderBookmark", "State"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,18 +43,7 @@ class FolderBookmark:
     unknown_kept: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ParkedFile:
-    """A file whose sync failed; it is retried by the next run."""
-
-    path: str
-    op: str
-    error: str
-    attempts: int
-    updated_at: float
-
-
-class State:
+class State(RetryRecords):
     """The state database. Use `State.open()`; close with `close()` (or `with`)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None) -> None:
@@ -77,6 +67,7 @@ class State:
                     return cls(conn, None)
                 conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
                 conn.execute("PRAGMA query_only = ON")
+                conn.execute("PRAGMA busy_timeout = 5000")  # `syncd status` beside a daemon
                 return cls(conn, path)
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, isolation_level=None)
@@ -133,6 +124,21 @@ class State:
             (folder_id,),
         ).fetchone()
         return FolderBookmark(*row) if row else FolderBookmark(None, None, None)
+
+    def reconciled_at(self, folder_id: int | None) -> float | None:
+        """When the last whole-folder reconcile of a folder ended; None when it never
+        did, or in a database an older syncd wrote that a read-only open cannot migrate."""
+        if folder_id is None:
+            return None
+        try:
+            row = self._conn.execute(
+                "SELECT reconciled_at FROM folders WHERE id = ?", (folder_id,)
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such column" not in str(exc):
+                raise
+            return None
+        return row[0] if row else None
 
     def set_bookmark(
         self,
@@ -309,65 +315,6 @@ class State:
         return [
             (row[0], row[1]) for row in self._conn.execute("SELECT folder_id, path FROM journal")
         ]
-
-    # orphans: assets syncd replaced but could not delete yet
-
-    def add_orphan(self, folder_id: int, uuid: str, reason: str) -> None:
-        """Remember an asset of ours that must still be deleted (its delete failed)."""
-        self._execute(
-            "INSERT OR REPLACE INTO orphans (folder_id, uuid, reason) VALUES (?, ?, ?)",
-            (folder_id, uuid, reason),
-        )
-
-    def orphans(self, folder_id: int | None) -> list[str]:
-        """The uuids of assets waiting to be deleted."""
-        if folder_id is None:
-            return []
-        rows = self._conn.execute("SELECT uuid FROM orphans WHERE folder_id = ?", (folder_id,))
-        return [row[0] for row in rows]
-
-    def drop_orphans(self, folder_id: int, uuids: Iterable[str]) -> None:
-        """Forget orphans that are deleted now."""
-        with self._transaction():
-            self._conn.executemany(
-                "DELETE FROM orphans WHERE folder_id = ? AND uuid = ?",
-                [(folder_id, u) for u in uuids],
-            )
-
-    # parked files
-
-    def park(self, folder_id: int, path: str, op: str, error: str) -> None:
-        """Remember a failed file so the next run retries it and `status` can show it."""
-        self._execute(
-            "INSERT INTO parked (folder_id, path, op, error, attempts, updated_at)"
-            " VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (folder_id, path) DO UPDATE SET"
-            " op = excluded.op, error = excluded.error, attempts = attempts + 1,"
-            " updated_at = excluded.updated_at",
-            (folder_id, path, op, error, time.time()),
-        )
-
-    def unpark(self, folder_id: int, path: str) -> None:
-        """Drop a parked row (the file was synced or no longer needs syncing)."""
-        self._execute("DELETE FROM parked WHERE folder_id = ? AND path = ?", (folder_id, path))
-
-    def keep_parked_only(self, folder_id: int, paths: Iterable[str]) -> None:
-        """Drop the parked rows of every path but `paths` (the ones that failed again):
-        a file parked earlier that is now deleted or excluded needs no retry."""
-        keep = set(paths)
-        stale = [(folder_id, p.path) for p in self.parked(folder_id) if p.path not in keep]
-        with self._transaction():
-            self._conn.executemany("DELETE FROM parked WHERE folder_id = ? AND path = ?", stale)
-
-    def parked(self, folder_id: int | None) -> list[ParkedFile]:
-        """The parked files of a folder."""
-        if folder_id is None:
-            return []
-        rows = self._conn.execute(
-            "SELECT path, op, error, attempts, updated_at FROM parked WHERE folder_id = ?"
-            " ORDER BY path",
-            (folder_id,),
-        )
-        return [ParkedFile(*row) for row in rows]
 
     # plumbing
 

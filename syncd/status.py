@@ -1,22 +1,25 @@
 """`syncd status`: what the state database says about each configured folder, read
 safely while a daemon writes it.
 
-It opens the database read-only (SQLite's WAL lets a reader see the last committed
-state without blocking the writer) and never creates it. For each folder it reports the
-files in sync, the paths queued (the daemon saves its queue every second), the files
-parked after failures with their last error, and when the last reconcile finished.
+It opens the database read-only through `syncd.state.State` (SQLite's WAL lets a
+reader see the last committed state without blocking the writer) and never creates it.
+For each folder it reports the files in sync, the paths queued (the daemon saves its
+queue every second), the files parked after failures with their last error, and when
+the last reconcile finished.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from syncd.config import Config
 from syncd.errors import StateError
 from syncd.lock import holder
+from syncd.state import State
 
 __all__ = ["FolderStatus", "Parked", "Report", "collect", "render"]
 
@@ -80,51 +83,32 @@ def collect(config: Config) -> Report:
     path = config.state.path
     folders = [FolderStatus(str(f.local), f.remote) for f in config.folders]
     report = Report(str(config.source), str(path), holder(path), folders)
-    if not path.exists():
-        return report  # never synced: every count is zero
     try:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StateError(f"cannot open the state database {path}: {exc}") from None
-    try:
-        conn.execute("PRAGMA busy_timeout = 5000")
-        for folder in folders:
-            _fill(conn, folder)
+        # Read-only, and a missing database is not created: it reads as never synced.
+        with State.open(path, readonly=True) as state:
+            pending = Counter(fid for fid, _ in state.journal())
+            for folder in folders:
+                _fill(state, folder, pending)
     except sqlite3.Error as exc:
         raise StateError(f"cannot read the state database {path}: {exc}") from None
-    finally:
-        conn.close()
     return report
 
 
-def _fill(conn: sqlite3.Connection, folder: FolderStatus) -> None:
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(folders)")}
-    # A database last written by an older syncd (the daemon migrates it when it starts).
-    reconciled = "reconciled_at" if "reconciled_at" in columns else "NULL"
-    row = conn.execute(
-        f"SELECT id, {reconciled}, last_sync FROM folders WHERE local = ? AND remote = ?",
-        (folder.local, folder.remote),
-    ).fetchone()
-    if row is None:
+def _fill(state: State, folder: FolderStatus, pending: Counter[int]) -> None:
+    fid = state.folder_id(folder.local, folder.remote)
+    if fid is None:
         return
-    fid, reconciled_at, last_sync = row
-    folder.last_reconcile, folder.last_sync = _iso(reconciled_at), _iso(last_sync)
-    one = "SELECT count(*) FROM {} WHERE folder_id = ?"
-    synced = conn.execute(one.format("files"), (fid,)).fetchone()[0]
-    folder.pending = conn.execute(one.format("journal"), (fid,)).fetchone()[0]
-    rows = conn.execute(
-        "SELECT path, op, error, attempts, updated_at FROM parked WHERE folder_id = ?"
-        " ORDER BY updated_at DESC, path",
-        (fid,),
-    ).fetchall()
-    folder.parked = [Parked(p, op, err, n, _iso(ts) or "") for p, op, err, n, ts in rows]
+    folder.last_reconcile = _iso(state.reconciled_at(fid))
+    folder.last_sync = _iso(state.bookmark(fid).last_sync)
+    folder.pending = pending[fid]
+    parked = sorted(state.parked(fid), key=lambda p: (-p.updated_at, p.path))  # newest first
+    folder.parked = [
+        Parked(p.path, p.op, p.error, p.attempts, _iso(p.updated_at) or "") for p in parked
+    ]
     # A parked replace still has its older version on the DAM (a files row); it is not
     # in sync until the new one lands.
-    stale = conn.execute(
-        "SELECT count(*) FROM parked JOIN files USING (folder_id, path) WHERE folder_id = ?",
-        (fid,),
-    ).fetchone()[0]
-    folder.in_sync = synced - stale
+    stale = state.known_for(fid, (p.path for p in parked))
+    folder.in_sync = state.count(fid) - len(stale)
 
 
 def render(report: Report) -> str:

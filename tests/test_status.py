@@ -11,10 +11,10 @@ from typing import Any
 import anyio
 
 from syncd.config import load_config
+from syncd.state import State
 from syncd.status import collect, render
 from tests.conftest import KEY, run_syncd, write
 from tests.harness import config, make_files, running_daemon
-from tests.test_state import OLD_FOLDERS
 
 
 async def status_json(cfg: Path) -> dict[str, Any]:
@@ -89,13 +89,13 @@ async def test_status_with_a_bad_config_names_the_file(tmp_path):
 async def test_status_reads_a_database_an_older_syncd_wrote(tmp_path, emulator):
     root = tmp_path / "root"
     cfg = load_config(config(tmp_path, emulator, root))
+    with State.open(cfg.state.path) as state:
+        fid = state.ensure_folder(str(root), "/x")
+    # What syncd 0.1 (schema 3) left: no reconciled_at column, not migrated yet.
     conn = sqlite3.connect(cfg.state.path)
-    conn.executescript(OLD_FOLDERS)  # no reconciled_at column yet, and no other table
-    conn.execute("INSERT INTO folders (local, remote, last_sync) VALUES (?, '/x', 0)", (str(root),))
-    conn.executescript(
-        "CREATE TABLE files (folder_id, path); CREATE TABLE journal (folder_id, path);"
-        " CREATE TABLE parked (folder_id, path, op, error, attempts, updated_at);"
-    )
+    conn.execute("ALTER TABLE folders DROP COLUMN reconciled_at")
+    conn.execute("UPDATE folders SET last_sync = 0 WHERE id = ?", (fid,))
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
     conn.commit()
     conn.close()
     (folder,) = collect(cfg).folders
