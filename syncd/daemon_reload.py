@@ -49,12 +49,11 @@ async def reload(daemon: Daemon) -> None:
     daemon.notifier.reloading()
     try:
         await _apply(daemon)
-    except (ConfigError, DamError) as exc:  # AuthError is a DamError
-        log.error("reload_rejected", error=str(exc), kept=str(daemon.config.source))
-    except (OSError, StateError) as exc:  # e.g. a new folder's watcher could not start
-        log.error(
-            "reload_rejected", error=f"{type(exc).__name__}: {exc}", kept=str(daemon.config.source)
-        )
+    # AuthError is a DamError; OSError: e.g. a new folder's watcher could not start.
+    except (ConfigError, DamError, OSError, StateError) as exc:
+        named = isinstance(exc, OSError | StateError)
+        error = f"{type(exc).__name__}: {exc}" if named else str(exc)
+        log.error("reload_rejected", error=error, kept=str(daemon.config.source))
     finally:
         if not daemon.stopping:
             daemon.notifier.ready(daemon.status())
@@ -73,8 +72,7 @@ async def _apply(daemon: Daemon) -> None:
                 await _new_dam(daemon, new, key, plan) if plan.new_client or key_changed else None
             )
         except BaseException:
-            for _, folder in armed.values():
-                folder.close()
+            _close(armed)
             raise
         if swap is not None:
             old_dam = daemon.dam
@@ -105,10 +103,14 @@ async def _arm(daemon: Daemon, folders: Sequence[FolderConfig]) -> dict[str, tup
         for folder in folders:
             armed[str(folder.local)] = await daemon.watchers.arm(folder)
     except BaseException:
-        for _, handle in armed.values():
-            handle.close()
+        _close(armed)
         raise
     return armed
+
+
+def _close(armed: dict[str, tuple[int, Watched]]) -> None:
+    for _, handle in armed.values():
+        handle.close()
 
 
 async def _new_dam(

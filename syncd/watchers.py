@@ -36,7 +36,8 @@ _ROOT_CHECK_S = 2.0  # how often a watched root is checked for being replaced
 @dataclass(slots=True)
 class Watched:
     """A watched folder: its settings, its filter, and the events that end its watcher
-    for good (`closed`) or just its current run (`stop`, for a re-arm)."""
+    for good (`closed`) or just its current run (`stop`: it is armed again after a
+    backoff, which is what its root guard does when the root is replaced)."""
 
     config: FolderConfig
     filt: SyncdFilter
@@ -46,11 +47,6 @@ class Watched:
     def close(self) -> None:
         """Stop watching this folder."""
         self.closed.set()
-        self.stop.set()
-
-    def restart(self) -> None:
-        """End the watcher's current run; it is armed again after a backoff (what its
-        root guard does when the root is replaced)."""
         self.stop.set()
 
 
