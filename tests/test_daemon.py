@@ -79,37 +79,30 @@ async def test_create_modify_then_atomic_save(tmp_path, emulator, dam, temp_name
 # 2. renames and moves keep the asset
 
 
-async def test_rename_keeps_the_uuid(tmp_path, emulator, dam):
+@pytest.mark.parametrize(
+    ("files", "source", "target"),
+    [
+        pytest.param(("a.jpg", "b.jpg"), "a.jpg", "renamed.jpg", id="rename"),
+        pytest.param(("one/a.jpg", "two/b.jpg"), "one/a.jpg", "two/a.jpg", id="move"),
+        pytest.param(("a.jpg", "b.jpg"), "a.jpg", "A.jpg", id="case-only"),
+    ],
+)
+async def test_a_renamed_or_moved_file_keeps_its_uuid(
+    tmp_path, emulator, dam, files, source, target
+):
     root = tmp_path / "src"
     cfg = config(tmp_path, emulator, root)
-    write(root / "a.jpg", b"alpha")
-    write(root / "b.jpg", b"beta")
+    for name, data in zip(files, (b"alpha", b"beta"), strict=True):
+        write(root / name, data)
     async with running_daemon(cfg, dam.pulse) as d:
         before = dam.uuids()
-        assert set(before) == {"a.jpg", "b.jpg"}
+        assert set(before) == set(files)
         uploads = len(dam.uploads)
-        (root / "a.jpg").rename(root / "renamed.jpg")
+        (root / source).rename(root / target)
         with anyio.fail_after(10):
             await mirrored(d, dam, root)
-    assert dam.uuids() == {"renamed.jpg": before["a.jpg"], "b.jpg": before["b.jpg"]}
-    assert len(dam.uploads) == uploads
-    assert dam.deleted == []
-    assert d.total("sync_batch", "moved") == 1
-    assert dam_tree(emulator, REMOTE) == local_tree(root)
-
-
-async def test_move_across_directories_keeps_the_uuid(tmp_path, emulator, dam):
-    root = tmp_path / "src"
-    cfg = config(tmp_path, emulator, root)
-    write(root / "one" / "a.jpg", b"alpha")
-    write(root / "two" / "b.jpg", b"beta")
-    async with running_daemon(cfg, dam.pulse) as d:
-        before = dam.uuids()
-        uploads = len(dam.uploads)
-        (root / "one" / "a.jpg").rename(root / "two" / "a.jpg")
-        with anyio.fail_after(10):
-            await mirrored(d, dam, root)
-    assert dam.uuids() == {"two/a.jpg": before["one/a.jpg"], "two/b.jpg": before["two/b.jpg"]}
+    other = files[1]
+    assert dam.uuids() == {target: before[source], other: before[other]}
     assert len(dam.uploads) == uploads
     assert dam.deleted == []
     assert d.total("sync_batch", "moved") == 1
@@ -137,24 +130,6 @@ async def test_directory_rename_keeps_every_uuid_and_uploads_nothing(tmp_path, e
     assert dam.upload_requests() == posts
     assert dam.deleted == []
     assert d.total("sync_batch", "moved") == len(names)
-    assert dam_tree(emulator, REMOTE) == local_tree(root)
-
-
-async def test_case_only_rename_keeps_the_uuid(tmp_path, emulator, dam):
-    root = tmp_path / "src"
-    cfg = config(tmp_path, emulator, root)
-    write(root / "a.jpg", b"alpha")
-    write(root / "b.jpg", b"beta")
-    async with running_daemon(cfg, dam.pulse) as d:
-        before = dam.uuids()
-        uploads = len(dam.uploads)
-        (root / "a.jpg").rename(root / "A.jpg")
-        with anyio.fail_after(10):
-            await mirrored(d, dam, root)
-    assert dam.uuids() == {"A.jpg": before["a.jpg"], "b.jpg": before["b.jpg"]}
-    assert len(dam.uploads) == uploads
-    assert dam.deleted == []
-    assert d.total("sync_batch", "moved") == 1
     assert dam_tree(emulator, REMOTE) == local_tree(root)
 
 
