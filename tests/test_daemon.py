@@ -24,12 +24,14 @@ import anyio
 import anyio.abc
 import pytest
 
+from syncd.emulator import Emulator
 from tests.conftest import dam_tree, local_tree, write
 from tests.harness import (
     BULK_DELETE,
     ONE_DELETE,
     REMOTE,
     DaemonRun,
+    DamLog,
     config,
     make_files,
     mirrored,
@@ -284,6 +286,18 @@ async def replayed(d: DaemonRun) -> None:
 # nothing, not that the daemon is wrong.
 
 
+def assert_converged_once(
+    d: DaemonRun, dam: DamLog, emulator: Emulator, root: Path, files: int
+) -> None:
+    """After a restart: an exact mirror, nothing deleted or refused, every file uploaded
+    exactly once."""
+    assert dam.deleted == []
+    assert d.total("sync_batch", "refused_deletes") == 0
+    assert dam_tree(emulator, REMOTE) == local_tree(root)
+    assert len(emulator.files()) == files
+    assert len(dam.uploads) == files
+
+
 async def test_kill_9_mid_burst_then_restart_converges(tmp_path, emulator, dam):
     root = tmp_path / "src"
     cfg = config(tmp_path, emulator, root)
@@ -308,12 +322,8 @@ async def test_kill_9_mid_burst_then_restart_converges(tmp_path, emulator, dam):
     async with running_daemon(cfg, dam.pulse, ready_within=40) as d:
         with anyio.fail_after(10):
             await replayed(d)
-    assert dam.deleted == []
-    assert d.total("sync_batch", "refused_deletes") == 0
-    assert dam_tree(emulator, REMOTE) == local_tree(root)
-    assert len(emulator.files()) == files
     # What had landed before the kill was matched, not sent again.
-    assert len(dam.uploads) == files
+    assert_converged_once(d, dam, emulator, root, files)
 
 
 async def test_sigterm_mid_burst_exits_0_and_the_next_start_finishes(tmp_path, emulator, dam):
@@ -342,11 +352,7 @@ async def test_sigterm_mid_burst_exits_0_and_the_next_start_finishes(tmp_path, e
             pytest.fail("nothing was left in the journal: no replay to test")
         with anyio.fail_after(10):
             await replayed(d)
-    assert dam.deleted == []
-    assert d.total("sync_batch", "refused_deletes") == 0
-    assert dam_tree(emulator, REMOTE) == local_tree(root)
-    assert len(emulator.files()) == files
-    assert len(dam.uploads) == files
+    assert_converged_once(d, dam, emulator, root, files)
 
 
 async def test_batch_cut_by_sigterm_is_left_in_the_journal(tmp_path, emulator, dam):

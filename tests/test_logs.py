@@ -17,7 +17,7 @@ import structlog
 
 from syncd import logs
 from syncd.emulator import serve
-from syncd.logs import configure, redact
+from syncd.logs import Format, configure, redact
 from tests.conftest import KEY, TOKEN, run_syncd, write
 from tests.harness import Pulse, config, make_files, notify_socket, running_daemon
 
@@ -126,15 +126,21 @@ def test_redact_masks_values_nested_values_and_stdlib_records():
     assert record["event"] == "request with key *** failed"
 
 
-def test_redact_masks_exceptions_in_json():
+def log_exception_holding_the_key(fmt: Format) -> io.StringIO:
+    """Log an exception whose message holds the key, through structlog and stdlib."""
     out = io.StringIO()
-    configure(fmt="json", stream=out)
+    configure(fmt=fmt, stream=out)
     redact(SECRET)
     try:
         raise RuntimeError(f"bad key {SECRET}")
     except RuntimeError:
         structlog.get_logger().exception("boom")
         logging.getLogger("aiohttp.client").exception("stdlib boom")
+    return out
+
+
+def test_redact_masks_exceptions_in_json():
+    out = log_exception_holding_the_key("json")
     text = out.getvalue()
     assert SECRET not in text
     event, record = lines_of(out)
@@ -171,15 +177,7 @@ def test_console_redacts_values():
 
 
 def test_console_redacts_exceptions():
-    out = io.StringIO()
-    configure(fmt="console", stream=out)
-    redact(SECRET)
-    try:
-        raise RuntimeError(f"bad key {SECRET}")
-    except RuntimeError:
-        structlog.get_logger().exception("boom")
-        logging.getLogger("aiohttp.client").exception("stdlib boom")
-    text = out.getvalue()
+    text = log_exception_holding_the_key("console").getvalue()
     assert "RuntimeError" in text
     assert SECRET not in text
 
