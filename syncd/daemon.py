@@ -35,7 +35,7 @@ from syncd.localfs import root_status
 from syncd.metrics import Metrics
 from syncd.pacer import MAX_PAUSE_S, Pacer
 from syncd.progress import NullProgress, Summary
-from syncd.queue import Key, SettleQueue
+from syncd.queue import Key, QueueStats, SettleQueue
 from syncd.reconcile import check_access, make_dam, make_pacer
 from syncd.scan import scan_paths
 from syncd.state import State
@@ -337,8 +337,9 @@ class Daemon:
 
     # the watchdog and STATUS=
 
-    def status(self, state: str = "watching") -> str:
-        stats = self.queue.statistics(time.monotonic())
+    def status(self, state: str = "watching", now: float | None = None) -> str:
+        """The `STATUS=` line; the queue gauges are refreshed from the same snapshot."""
+        stats = self._queue_gauges(time.monotonic() if now is None else now)
         return status_line(
             folders=len(self.watchers.folders),
             queued=stats.pending,
@@ -350,17 +351,17 @@ class Daemon:
 
     async def _supervise(self) -> None:
         def tick(now: float, wedged: bool) -> str:
-            self._queue_gauges(now)
             if wedged:
-                return self.status("stalled")
-            return self.status("watching" if self.ready.is_set() else "starting:")
+                return self.status("stalled", now)
+            return self.status("watching" if self.ready.is_set() else "starting:", now)
 
         await supervise(self.notifier, self.liveness, tick, watchdog_interval(), self.ready)
 
-    def _queue_gauges(self, now: float) -> None:
+    def _queue_gauges(self, now: float) -> QueueStats:
         stats = self.queue.statistics(now)
         self.metrics.queue_depth.set(stats.pending + stats.in_flight)
         self.metrics.queue_oldest.set(stats.oldest_age_s)
+        return stats
 
     # the journal
 
