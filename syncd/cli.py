@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TextIO
 
@@ -55,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="syncd",
         description="Mirror local folders into a Scaleflex DAM (Filerobot) project.",
         epilog="Other commands: 'syncd status' shows what is in sync and what waits;"
+        " 'syncd probe' finds out, in a scratch folder it removes, how the DAM project"
+        " reads the API's undocumented parts and which permissions the key has;"
         " 'syncd demo' runs an end-to-end demo against the bundled emulator.",
     )
     p.add_argument(
@@ -107,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return demo_main(args_list[1:])
     if args_list[:1] == ["status"]:
         return status_main(args_list[1:])
+    if args_list[:1] == ["probe"]:
+        return probe_main(args_list[1:])
     args = _parser().parse_args(args_list)
     console = configure(args.log_level, args.log_format, cache=argv is None)
     path = args.config or default_config_path()
@@ -150,6 +155,49 @@ def status_main(argv: list[str]) -> int:
     text = json.dumps(report.as_dict(), indent=2) if args.json else render(report)
     sys.stdout.write(scrub(text) + "\n")
     return EXIT_OK
+
+
+def probe_main(argv: list[str]) -> int:
+    """`syncd probe`: find out once how the DAM project behaves where the API is not
+    documented, and which permissions the key has, in a scratch folder it removes.
+    Exit 0 when every check ran, the key has every permission and nothing was left
+    behind; 1 otherwise (the report says what, and names anything left behind); 77 the
+    key is missing or rejected; 78 the config is invalid; 130 interrupted (the scratch
+    folder is removed all the same)."""
+    from syncd.probe import run_probe
+    from syncd.probe_report import problems, render, to_json
+
+    p = argparse.ArgumentParser(
+        prog="syncd probe",
+        description="Probe the DAM project's undocumented behaviour and the key's"
+        " permissions, in a scratch folder that is removed afterwards.",
+    )
+    p.add_argument("--config", type=Path, help="config file (default: as for syncd)")
+    p.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    args = p.parse_args(argv)
+    configure("warning", "auto")
+    try:
+        config = load_config(args.config or default_config_path())
+        key = read_api_key(config.dam)
+        redact(key)
+        found = anyio.run(partial(run_probe, config, key, signals=True))
+    except ConfigError as exc:
+        return _fail(f"syncd: configuration error: {exc}", EXIT_CONFIG)
+    except AuthError as exc:
+        hint = "Check the API key (see README, 'The API key')."
+        return _fail(f"syncd: {exc}. {hint}", EXIT_NOPERM)
+    except DamError as exc:
+        return _fail(f"syncd: the DAM could not be probed: {exc}", EXIT_FAILED)
+    except KeyboardInterrupt:  # before the probe started: nothing was written
+        return _fail("syncd: interrupted", EXIT_INTERRUPTED)
+    sys.stdout.write(scrub(to_json(found) if args.json else render(found)) + "\n")
+    if found.interrupted:
+        code = EXIT_INTERRUPTED
+    elif found.key_rejected:
+        code = EXIT_NOPERM
+    else:
+        code = EXIT_OK if found.ok else EXIT_FAILED
+    return code if code == EXIT_OK else _fail(f"syncd: {problems(found)}", code)
 
 
 def run_initial_sync(config: Config, key: str, options: RunOptions, *, console: bool) -> int:

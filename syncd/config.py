@@ -71,6 +71,9 @@ class DamConfig:
     backoff_max_s: float  # no retry waits longer
     # Extra CA certificates (PEM) trusted besides the system's, for a TLS-inspecting proxy.
     ca_bundle: Path | None = None
+    # How far the DAM's listings may lag behind its writes (docs/dam-api.md, "listing lag"):
+    # how long an upload whose outcome is unknown is looked for before it is sent again.
+    listing_lag_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +149,9 @@ _DAM: Final = {
     "backoff_base_s": Key("number", 0.5, POSITIVE),
     "backoff_max_s": Key("number", 30.0, POSITIVE),
     "ca_bundle": Key("string", None, ca_bundle),
+    "listing_lag_s": Key(
+        "number", 5.0, rule(lambda v: 0 <= v <= 600, "0 to 600 seconds", to=float)
+    ),
 }
 _STATE: Final = {"path": Key("string", None, path)}  # None: default_state_path()
 _SYNC: Final = {

@@ -2,7 +2,7 @@
 
 It owns the single `aiohttp.ClientSession` of the process (keep-alive pool sized to the
 worker count, timeouts, the `X-Filerobot-Key` header, TLS with `dam.ca_bundle`'s extra CAs),
-the wire shapes of the Filerobot v4 API (see shared/docs/dam-api.md), and the translation of
+the wire shapes of the Filerobot v4 API (see docs/dam-api.md), and the translation of
 every failure into the `syncd.errors` tree. A response is a failure when its status is not
 2xx *or* its body says `"status": "error"`. Every request runs under the shared `Pacer`.
 """
@@ -15,9 +15,10 @@ import json
 import os
 import secrets
 import ssl
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -144,7 +145,11 @@ class DamClient(AssetOps):
         self.server_time: datetime | None = None
         self.latest_change: datetime | None = None
         self._date_header = ""
+        self._date_seen = 0.0  # time.monotonic() when `_date_header` first arrived
         self.requests = 0
+        # Rate-limit headers as the DAM last sent them (`syncd probe` reports them; the
+        # DAM documents none, docs/dam-api.md §7.2).
+        self.rate_headers: dict[str, str] = {}
 
     async def __aenter__(self) -> Self:
         # Without a bundle aiohttp's own verifying context (built once at import) is used.
@@ -223,6 +228,7 @@ class DamClient(AssetOps):
             ) as resp:
                 raw = await resp.read()
                 self._note_date(resp.headers.get("Date"))
+                self._note_rate_headers(resp.headers)
                 try:
                     body = json.loads(raw) if raw else {}
                 except ValueError:
@@ -245,15 +251,30 @@ class DamClient(AssetOps):
                     raise error
                 return body
 
+    def _note_rate_headers(self, headers: Mapping[str, str]) -> None:
+        for name, value in headers.items():
+            lower = name.lower()
+            if lower.startswith(("x-ratelimit", "ratelimit")) or lower == "retry-after":
+                self.rate_headers[name] = value
+
     def _note_date(self, value: str | None) -> None:
         # The header changes once a second; parse it only then.
         if not value or value == self._date_header:
             return
         self._date_header = value
+        self._date_seen = time.monotonic()
         try:
             self.server_time = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
             return
+
+    def now(self) -> datetime:
+        """The DAM's clock now, as near as syncd can tell: its last `Date` header plus the
+        time since that header first arrived (the header has whole seconds, so this may
+        run up to a second behind), or this machine's clock before any response."""
+        if self.server_time is None:
+            return datetime.now(UTC)
+        return self.server_time + timedelta(seconds=time.monotonic() - self._date_seen)
 
     def bookmark(self) -> str | None:
         """The DAM's clock now, as far as syncd has seen it: the later of its last `Date`

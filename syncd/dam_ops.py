@@ -9,7 +9,9 @@ from urllib.parse import quote
 
 import structlog
 
-from syncd.errors import AuthError, DamError, NotFound
+from syncd.errors import AuthError, DamError, NameConflict, NotFound
+from syncd.model import RemoteFile
+from syncd.wire import remote_file
 
 __all__ = ["BULK", "AssetOps"]
 
@@ -30,18 +32,29 @@ class AssetOps:
 
     async def exists(self, uuid: str) -> bool:
         """Whether an asset still exists."""
-        try:
-            await self._call("GET", f"/files/{quote(uuid, safe='')}", what=f"details {uuid}")
-        except NotFound:
-            return False
-        return True
+        return await self.details(uuid) is not None
 
-    async def delete(self, uuid: str) -> None:
-        """Delete one asset; an asset that is already gone counts as deleted."""
+    async def details(self, uuid: str) -> RemoteFile | None:
+        """One asset as the DAM holds it now (`GET /files/{uuid}`, which, unlike a listing,
+        reads its own writes), with its path relative to `/`; None when it is gone."""
+        try:
+            body = await self._call("GET", f"/files/{quote(uuid, safe='')}", what=f"details {uuid}")
+        except NotFound:
+            return None
+        item = body.get("file")
+        if isinstance(item, dict) and "uuid" in item:
+            return remote_file(item, "/")
+        # Alive, but described in a shape syncd does not know: a stub that says so.
+        return RemoteFile(uuid, "", "", "", None, None)
+
+    async def delete(self, uuid: str) -> bool:
+        """Delete one asset; an asset that is already gone counts as deleted. Returns
+        whether this call removed it."""
         try:
             await self._call("DELETE", f"/files/{quote(uuid, safe='')}", what=f"delete {uuid}")
         except NotFound:
-            return
+            return False
+        return True
 
     async def delete_many(self, uuids: list[str]) -> None:
         """Delete assets in bulk requests of at most `BULK` uuids. Uuids that are
@@ -57,15 +70,34 @@ class AssetOps:
 
     async def move_files(self, uuids: list[str], folder: str) -> None:
         """Move assets into `folder` (created if missing), keeping their uuids, in bulk
-        requests of at most `BULK`."""
+        requests of at most `BULK`.
+
+        A replayed move (the state write after it was lost) may find assets already in
+        `folder`, and some DAMs answer that with 409 (docs/dam-api.md, "no-op renames and
+        moves"): on a 409 each asset is looked up, the ones already there count as moved,
+        and the rest are sent once more."""
         for i in range(0, len(uuids), BULK):
             chunk = uuids[i : i + BULK]
-            await self._call(
-                "POST",
-                "/files/move",
-                what=f"move {len(chunk)} files to {folder}",
-                json_body={"files_uuids": chunk, "new_folder_name": folder},
-            )
+            try:
+                await self._move(chunk, folder)
+            except NameConflict:
+                rest = [u for u in chunk if not await self._is_in(u, folder)]
+                if rest:
+                    await self._move(rest, folder)
+
+    async def _move(self, uuids: list[str], folder: str) -> None:
+        await self._call(
+            "POST",
+            "/files/move",
+            what=f"move {len(uuids)} files to {folder}",
+            json_body={"files_uuids": uuids, "new_folder_name": folder},
+        )
+
+    async def _is_in(self, uuid: str, folder: str) -> bool:
+        found = await self.details(uuid)
+        if found is None:
+            raise NotFound(f"move {uuid}: the asset is gone from the DAM", status=404)
+        return found.folder.strip("/") == folder.strip("/")
 
     async def remove_emptied_folders(self, remote: str, rels: list[str]) -> None:
         """Remove the DAM folders mirroring deleted local directories (`rels`, relative
@@ -85,7 +117,7 @@ class AssetOps:
         """Delete the DAM folder at `path` if it holds no file at all; True when it did.
 
         The count is checked first: whether the DAM deletes a non-empty folder with its
-        files is undocumented (dam-api.md, open question 10), and it must never happen.
+        files is undocumented (docs/dam-api.md, open question 10), and it must never happen.
         """
         if await self.count(path) != 0:
             return False
@@ -113,10 +145,20 @@ class AssetOps:
         return False
 
     async def rename(self, uuid: str, name: str) -> None:
-        """Rename an asset in place; it keeps its uuid."""
-        await self._call(
-            "PATCH",
-            f"/files/{quote(uuid, safe='')}",
-            what=f"rename {uuid}",
-            json_body={"name": name},
-        )
+        """Rename an asset in place; it keeps its uuid.
+
+        A 409 is checked against the DAM before it counts as a failure: a replayed rename
+        finds the asset already under `name`, and some DAMs answer a rename to the current
+        name with 409 `E801_ALREADY_EXIST` (docs/dam-api.md, "no-op renames and moves")."""
+        try:
+            await self._call(
+                "PATCH",
+                f"/files/{quote(uuid, safe='')}",
+                what=f"rename {uuid}",
+                json_body={"name": name},
+            )
+        except NameConflict:
+            found = await self.details(uuid)
+            if found is None or found.name != name:
+                raise
+            log.info("rename_already_done", uuid=uuid)

@@ -10,6 +10,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import TextIO
@@ -19,29 +20,34 @@ import structlog
 
 from syncd.config import Config, FolderConfig
 from syncd.dam import DamClient
+from syncd.dryrun import print_plan
 from syncd.errors import AuthError, DamError
 from syncd.filters import SyncdFilter
 from syncd.localfs import ScanError, root_status
-from syncd.model import Known, LocalFile, Op, RemoteFile, Skip
+from syncd.match import RemoteView, view
+from syncd.model import FolderTarget, Known, LocalFile, RemoteFile, Skip
 from syncd.plan import (
     DeletePolicy,
     FolderPlan,
     foreign_change,
     full_listing_reason,
-    group_remote,
     needs_hash,
     plan,
     stat_changes,
 )
-from syncd.progress import Summary, human_bytes
+from syncd.progress import Summary
 from syncd.scan import ScanResult, scan
 from syncd.source import hash_files
 from syncd.state import State
-from syncd.workers import Executor, FolderTarget, failure_kind
+from syncd.strays import sweep_strays
+from syncd.wire import iso, parse_time
+from syncd.workers import Executor, failure_kind
 
 __all__ = ["FolderRun", "RunOptions"]
 
 log = structlog.get_logger("syncd.folder")
+
+_UPDATED_AFTER_SLACK = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +86,16 @@ class FolderRun:
 
     async def reconcile(self, executor: Executor, out: TextIO) -> None:
         """Make the DAM folder mirror the local one (or print the plan)."""
+        if not self.options.dry_run and self.folder_id is not None:
+            # What uploads of unknown outcome left is settled before the listing is read.
+            await self.sweep(wait=False)
         surveyed = await self._survey()
         if surveyed is None:
             return
         scanned, remote = surveyed
         decided, unreadable = await self._decide(scanned, remote)
         if self.options.dry_run:
-            _print_plan(out, self.folder, decided)
+            print_plan(out, self.folder, decided)
             return
         await self.carry_out(executor, decided, remote, clean=not unreadable)
 
@@ -94,14 +103,34 @@ class FolderRun:
         self.summary.refused.append(f"{self.folder.name}: {problem}; nothing was synced or deleted")
         log.error("folder_unusable", problem=problem)
 
-    async def _survey(self) -> tuple[ScanResult, dict[str, list[RemoteFile]] | None] | None:
+    def target(self) -> FolderTarget:
+        """Where this folder's actions go (its state row is created on first use)."""
+        return FolderTarget(
+            root=self.root,
+            remote=self.folder.remote,
+            folder_id=self.state.ensure_folder(str(self.root), self.folder.remote),
+            stream_threshold=self.config.dam.stream_threshold_bytes,
+        )
+
+    async def sweep(self, *, wait: bool) -> None:
+        """Settle the journalled uploads of unknown outcome (see `syncd.strays`)."""
+        await sweep_strays(
+            self.dam,
+            self.state,
+            self.target(),
+            self.summary,
+            listing_lag_s=self.config.dam.listing_lag_s,
+            wait=wait,
+        )
+
+    async def _survey(self) -> tuple[ScanResult, list[RemoteFile] | None] | None:
         """Walk the local root (in a thread) while the DAM is asked what changed."""
         problem = root_status(self.root)
         if problem is not None:
             self._unusable(problem)
             return None
         walked: list[ScanResult | ScanError] = []
-        remote: dict[str, list[RemoteFile]] | None = None
+        remote: list[RemoteFile] | None = None
         failed: list[DamError] = []
 
         async def walk() -> None:
@@ -139,7 +168,7 @@ class FolderRun:
             log.warning("file_skipped", path=skip.path, reason=skip.reason, failed=skip.failed)
         return scanned, remote
 
-    async def _remote_index(self) -> dict[str, list[RemoteFile]] | None:
+    async def _remote_index(self) -> list[RemoteFile] | None:
         """The DAM listing when the state cannot be trusted, else None after a constant
         number of requests: the recursive count matches the last run's and every change
         since then is one syncd made itself."""
@@ -150,6 +179,7 @@ class FolderRun:
             parked=bool(self.state.parked(self.folder_id)),
             delete_unknown=self.folder.delete_unknown,
             unknown_kept=b.unknown_kept,
+            unsure=len(self.state.unsure(self.folder_id)),
         )
         if reason is None:
             count = self.seen_count = await self.dam.count(remote_root)
@@ -157,9 +187,12 @@ class FolderRun:
                 reason = f"remote file count {count} differs from {b.remote_count}"
             else:
                 since = [
-                    r async for r in self.dam.list_files(remote_root, updated_after=b.listed_at)
+                    r
+                    async for r in self.dam.list_files(
+                        remote_root, updated_after=_before(b.listed_at)
+                    )
                 ]
-                known = self.state.known_for(self.folder_id, (r.path for r in since))
+                known = self.state.known_by_uuid(self.folder_id, (r.uuid for r in since))
                 reason = foreign_change(since, known)
         if reason is None:
             log.info("remote_unchanged", folder_remote=remote_root)
@@ -167,15 +200,16 @@ class FolderRun:
         log.info("remote_full_listing", folder_remote=remote_root, reason=reason)
         listing = [r async for r in self.dam.list_files(remote_root)]
         self.seen_count = len(listing)
-        return group_remote(listing)
+        return listing
 
     async def _decide(
-        self, scanned: ScanResult, remote: dict[str, list[RemoteFile]] | None
+        self, scanned: ScanResult, listing: list[RemoteFile] | None
     ) -> tuple[FolderPlan, list[Skip]]:
         """Hash what the decision needs, then plan. Returns the plan and the files that
         could not be read."""
         total = len(scanned.files)  # before unreadable files are taken out below
-        if remote is None:
+        remote: RemoteView | None = None
+        if listing is None:
             # Trusting the state: only the paths whose stat moved need a closer look.
             changed, gone, synced = stat_changes(scanned.files, self.state.stats(self.folder_id))
             local = {p: scanned.files[p] for p in changed}
@@ -185,6 +219,7 @@ class FolderRun:
             known = self.state.known(self.folder_id)
             gone = [p for p in known if p not in local]
             synced = len(known)
+            remote = view(listing, known, local)
         return await self._plan(scanned, local, known, gone, synced, total, remote)
 
     async def decide_paths(
@@ -224,7 +259,7 @@ class FolderRun:
         gone: list[str],
         synced: int,
         total: int,
-        remote: dict[str, list[RemoteFile]] | None,
+        remote: RemoteView | None,
         *,
         tally: bool = True,
     ) -> tuple[FolderPlan, list[Skip]]:
@@ -270,7 +305,7 @@ class FolderRun:
         known: Mapping[str, Known],
         gone: list[str],
         local: Mapping[str, LocalFile],
-        remote: Mapping[str, list[RemoteFile]] | None,
+        remote: RemoteView | None,
     ) -> set[str]:
         """The uuids of assets that a deletion would take from files that stay."""
         if remote is not None:
@@ -286,7 +321,7 @@ class FolderRun:
         self,
         executor: Executor,
         decided: FolderPlan,
-        remote: dict[str, list[RemoteFile]] | None,
+        remote: list[RemoteFile] | None,
         *,
         clean: bool,
         partial: bool = False,
@@ -294,14 +329,12 @@ class FolderRun:
         """Run the plan, then bookmark the DAM side for the next run's cheap check.
         `partial`: the plan covered only some paths (the daemon), so parked files of other
         paths stay parked."""
-        target = FolderTarget(
-            root=self.root,
-            remote=self.folder.remote,
-            folder_id=self.state.ensure_folder(str(self.root), self.folder.remote),
-            stream_threshold=self.config.dam.stream_threshold_bytes,
-        )
+        target = self.target()
         failed_before = len(self.summary.failed)
         await executor.run(target, decided.actions)
+        # Settle what uploads of unknown outcome left; a one-shot run waits for lagging
+        # listings to show it, a daemon batch leaves that to its next reconcile.
+        await self.sweep(wait=not partial)
         failed_now = [f.path for f in self.summary.failed[failed_before:]]
         if not partial:
             self.state.keep_parked_only(target.folder_id, failed_now)
@@ -328,44 +361,20 @@ class FolderRun:
         )
 
 
+def _before(stamp: str | None) -> str | None:
+    """A bookmark moved back one second: some DAMs compare `updated_after` in whole
+    seconds and would miss a change made in the bookmark's own second (docs/dam-api.md
+    §12.21). Changes syncd made itself in that second come back too and are recognised
+    by uuid. (A change someone else makes while a run is under way, or that a lagging
+    listing does not show yet when the run ends, is the window README describes: the
+    count catches adds and deletes, `--verify` catches edits.)"""
+    when = parse_time(stamp)
+    return stamp if when is None else iso(when - _UPDATED_AFTER_SLACK)
+
+
 def _is_empty(root: Path) -> bool:
     try:
         with os.scandir(root) as entries:
             return next(entries, None) is None
     except OSError:
         return True
-
-
-_VERBS = {
-    Op.UPLOAD: "upload",
-    Op.REPLACE: "update",
-    Op.DELETE: "delete",
-    Op.ADOPT: "match",
-    Op.MOVE: "move",
-}
-
-
-def _print_plan(out: TextIO, folder: FolderConfig, decided: FolderPlan) -> None:
-    out.write(f"{folder.local} → {folder.remote}\n")
-    nbytes = 0
-    for a in decided.actions:
-        verb = _VERBS.get(a.op)
-        if verb is None:
-            continue
-        size = a.local.size if a.local is not None else 0
-        if a.op in (Op.UPLOAD, Op.REPLACE):
-            nbytes += size
-        if a.op is Op.MOVE:
-            extra = f"  (from {a.source})"
-        elif a.local is not None:
-            extra = f"  ({human_bytes(size)})"
-        else:
-            extra = f"  (uuid {a.uuid})"
-        out.write(f"  {verb:<7} {a.path}{extra}\n")
-    if decided.refused:
-        out.write(f"  REFUSED {decided.refused}\n")
-    out.write(
-        f"  plan: {decided.count(Op.UPLOAD)} uploads, {decided.count(Op.REPLACE)} updates,"
-        f" {decided.count(Op.DELETE)} deletes, {decided.count(Op.ADOPT)} matched on the DAM"
-        f" ({human_bytes(nbytes)} to send)\n"
-    )

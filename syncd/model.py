@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "Action",
+    "FolderTarget",
     "Known",
     "LocalFile",
     "Op",
     "RemoteFile",
     "Skip",
+    "Unsure",
     "remote_location",
 ]
 
@@ -65,9 +68,13 @@ class Known:
 class RemoteFile:
     """One asset in the DAM, seen through a listing or an upload response.
 
-    `path` is relative to the synced folder's remote root and uses the asset's original
-    name (`info.name` when the project renamed it), so it lines up with local paths.
-    `name` is the stored name, which may carry a random suffix.
+    The uuid is the asset's identity; `folder + name` is its path (docs/dam-api.md,
+    "Identity"). `path` is that path relative to the synced folder's remote root, under
+    the stored `name`, which may carry a random suffix or be random altogether when the
+    project's naming rule changes names. `info_name` is the name sent at upload; it is a
+    hint for matching assets syncd does not know, never a path: a rename may leave it as
+    it was. `created_at`/`modified_at` are the DAM's ISO-8601 stamps, kept as text (they
+    are parsed only when an upload of unknown outcome is matched).
     """
 
     uuid: str
@@ -76,6 +83,9 @@ class RemoteFile:
     folder: str
     sha1: str | None
     size: int | None
+    info_name: str | None = None
+    created_at: str | None = None
+    modified_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +99,23 @@ class Skip:
     kind: str = "unreadable"  # for failures: a short label (metrics group failures by it)
 
 
+@dataclass(frozen=True, slots=True)
+class Unsure:
+    """An upload whose outcome was unknown (the DAM may or may not have committed it),
+    journalled in the state until a listing has been checked for what it left.
+
+    `folder` and `name` are the DAM folder and name it was sent to; the window is the
+    DAM's clock (ISO-8601) from just before the first attempt to the last failure."""
+
+    path: str
+    folder: str
+    name: str
+    sha1: str
+    size: int
+    window_start: str
+    window_end: str
+
+
 class Op(enum.Enum):
     """What the executor must do for one path."""
 
@@ -99,12 +126,17 @@ class Op(enum.Enum):
     REFRESH = "refresh"  # stat changed but content did not: update the state row only
     FORGET = "forget"  # gone locally and on the DAM: drop the state row only
     MOVE = "move"  # renamed or moved locally: rename/move the asset, keeping its uuid
+    STRAY = "stray"  # a second asset a retried upload of syncd's created: delete it
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
     """One planned change. `local` is set for UPLOAD/REPLACE/ADOPT/REFRESH/MOVE, `uuid` for
-    REPLACE/DELETE/ADOPT/MOVE; `source` is the old path of a MOVE."""
+    REPLACE/DELETE/ADOPT/MOVE/STRAY.
+
+    For a MOVE, `source` is the old local path whose state row moves (None when only the
+    DAM side is out of place), and `remote_path` is where the asset sits on the DAM now,
+    relative to the remote root (None: where `source` was synced to)."""
 
     op: Op
     path: str
@@ -112,6 +144,17 @@ class Action:
     uuid: str | None = None
     remote_sha1: str | None = None
     source: str | None = None
+    remote_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FolderTarget:
+    """Where one folder's actions go: its local root, DAM folder and state row."""
+
+    root: Path
+    remote: str
+    folder_id: int
+    stream_threshold: int
 
 
 def remote_location(remote_root: str, path: str) -> tuple[str, str]:

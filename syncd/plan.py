@@ -6,52 +6,31 @@ Two modes:
 * **incremental** (`remote is None`): the DAM side is trusted to match the state (the
   caller checked the remote count and the `updated_after` changes), so only the local
   side is diffed against the state;
-* **full** (`remote` is a listing): every local path is matched against the DAM by path
-  and sha1, so identical content already there is adopted instead of uploaded.
+* **full** (`remote` is a listing, matched by `syncd.match.view`): an asset whose uuid
+  the state knows is that row's, wherever it sits (it is moved back if it is out of
+  place); only assets syncd does not know are matched by path and sha1, so identical
+  content already there is adopted instead of uploaded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
+from syncd.match import RemoteView, fits
 from syncd.model import Action, Known, LocalFile, Op, RemoteFile
+from syncd.plan_full import DeletePolicy, FolderPlan, by_hash, in_sync, plan_full, row_of
 
 __all__ = [
     "DeletePolicy",
     "FolderPlan",
     "foreign_change",
     "full_listing_reason",
-    "group_remote",
     "needs_hash",
     "pair_moves",
     "plan",
     "stat_changes",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class DeletePolicy:
-    """When deletes are allowed for one folder."""
-
-    delete_unknown: bool = False
-    max_delete_percent: float = 10.0
-    max_delete_count: int = 25
-    force: bool = False
-
-
-@dataclass(slots=True)
-class FolderPlan:
-    """The actions for one folder, plus why deletes were withheld (if they were)."""
-
-    actions: list[Action] = field(default_factory=list)
-    refused: str | None = None
-    withheld_deletes: int = 0
-    unknown_kept: int = 0
-
-    def count(self, op: Op) -> int:
-        """How many actions of one kind."""
-        return sum(1 for a in self.actions if a.op is op)
 
 
 def stat_changes(
@@ -82,7 +61,13 @@ def stat_changes(
 
 
 def full_listing_reason(
-    *, verify: bool, bookmarked: bool, parked: bool, delete_unknown: bool, unknown_kept: int
+    *,
+    verify: bool,
+    bookmarked: bool,
+    parked: bool,
+    delete_unknown: bool,
+    unknown_kept: int,
+    unsure: int = 0,
 ) -> str | None:
     """Why the DAM folder must be listed in full this run, or None when the cheap check
     (recursive count + `updated_after`) may be trusted."""
@@ -90,6 +75,8 @@ def full_listing_reason(
         return "--verify"
     if not bookmarked:
         return "first run, or the last run did not finish cleanly"
+    if unsure:
+        return f"{unsure} uploads of unknown outcome are still to be checked"
     if delete_unknown and unknown_kept:
         return f"delete_unknown is on and the last run kept {unknown_kept} unknown files"
     if parked:
@@ -98,20 +85,30 @@ def full_listing_reason(
 
 
 def foreign_change(changes: Iterable[RemoteFile], known: Mapping[str, Known]) -> str | None:
-    """The first DAM change since the last run that syncd did not make itself (a path it
-    does not know, another asset at a known path, or other content), or None."""
+    """The first DAM change since the last run that syncd did not make itself, or None.
+
+    `known` maps the changed assets' uuids to their state rows. A change is syncd's own
+    when the state knows the uuid, the asset sits where that row's path belongs, and it
+    holds the content syncd recorded (its size, when the listing gives no sha1)."""
     for r in changes:
-        k = known.get(r.path)
-        if k is None or k.uuid != r.uuid or r.sha1 not in (k.remote_sha1, k.sha1):
+        k = known.get(r.uuid)
+        if k is not None and k.foreign:
+            continue  # an asset adopted from elsewhere lives where its owner put it
+        if k is None or not fits(r, k.path):
+            return f"{r.path} changed on the DAM"
+        if r.sha1 is not None:
+            if r.sha1 not in (k.remote_sha1, k.sha1):
+                return f"{r.path} changed on the DAM"
+        elif r.size is not None and r.size != k.size:
             return f"{r.path} changed on the DAM"
     return None
 
 
 def pair_moves(gone: Mapping[str, Known], new: Mapping[str, LocalFile]) -> list[tuple[str, str]]:
-    """Pair synced files that disappeared with new files that are the same file under
-    another name: same inode, size and mtime (a rename or move keeps all three, also for
-    every file of a renamed directory and for a case-only rename). Returns (old, new) path
-    pairs. Assets adopted from elsewhere (`foreign`) are never moved."""
+    """Pair synced files that left their path with files that are the same file under
+    another path: same inode, size and mtime (a rename or move keeps all three, also for
+    every file of a renamed directory, a case-only rename and a swap). Returns (old, new)
+    path pairs. Assets adopted from elsewhere (`foreign`) are never moved."""
     by_inode: dict[tuple[int, int, int], list[str]] = {}
     for path, k in gone.items():
         if not k.foreign:
@@ -120,47 +117,16 @@ def pair_moves(gone: Mapping[str, Known], new: Mapping[str, LocalFile]) -> list[
     for path, f in new.items():
         olds = by_inode.get((f.inode, f.size, f.mtime_ns))
         if olds:
-            pairs.append((olds.pop(), path))
+            old = olds.pop()
+            if old != path:
+                pairs.append((old, path))
     return pairs
-
-
-def group_remote(remote: Iterable[RemoteFile]) -> dict[str, list[RemoteFile]]:
-    """Group a DAM listing by local-relative path (several assets can claim one path
-    when the project adds random suffixes to names)."""
-    grouped: dict[str, list[RemoteFile]] = {}
-    for r in remote:
-        grouped.setdefault(r.path, []).append(r)
-    return grouped
-
-
-def _in_sync(local: LocalFile, known: Known | None, r: RemoteFile) -> bool | None:
-    """Does asset `r` hold `local`'s content? None when only a hash can tell."""
-    if known is not None and known.uuid == r.uuid:
-        remote_unchanged = r.sha1 is None or r.sha1 in (known.remote_sha1, known.sha1)
-        if not remote_unchanged:
-            return False if local.sha1 is None and known.same_stat(local) else _by_hash(local, r)
-        if known.same_stat(local):
-            return True
-        if local.sha1 is not None:
-            return local.sha1 == known.sha1
-        return None if local.size == known.size else False
-    return _by_hash(local, r)
-
-
-def _by_hash(local: LocalFile, r: RemoteFile) -> bool | None:
-    if r.size is not None and r.size != local.size and r.sha1 != local.sha1:
-        # A different size settles it without reading the file, unless the hashes
-        # were already computed and agree (a DAM that reports a transformed size).
-        return False if local.sha1 is None else local.sha1 == r.sha1
-    if local.sha1 is None:
-        return None
-    return local.sha1 == r.sha1
 
 
 def needs_hash(
     local: Mapping[str, LocalFile],
     known: Mapping[str, Known],
-    remote: Mapping[str, list[RemoteFile]] | None,
+    remote: RemoteView | None,
 ) -> list[str]:
     """The local paths whose sha1 is needed to decide what to do.
 
@@ -177,8 +143,15 @@ def needs_hash(
             if k is not None and not k.same_stat(lf) and k.size == lf.size:
                 out.append(path)
             continue
-        candidates = remote.get(path)
-        if candidates and any(_in_sync(lf, k, r) is None for r in candidates):
+        own = remote.own.get(path)
+        twins = remote.unknown.get(path, [])
+        if own is not None:
+            state = in_sync(lf, row_of(path, own, known, remote), own)
+            # Out of date: an unknown asset here may hold the new content already.
+            if state is None or (not state and any(by_hash(lf, r) is None for r in twins)):
+                out.append(path)
+            continue
+        if any(by_hash(lf, r) is None for r in twins):
             out.append(path)
     return out
 
@@ -186,7 +159,7 @@ def needs_hash(
 def plan(
     local: Mapping[str, LocalFile],
     known: Mapping[str, Known],
-    remote: Mapping[str, list[RemoteFile]] | None,
+    remote: RemoteView | None,
     policy: DeletePolicy,
     *,
     root_problem: str | None = None,
@@ -200,7 +173,7 @@ def plan(
     Args:
         local: the scanned files (sha1 filled for the paths `needs_hash` named).
         known: the state rows of this folder.
-        remote: the DAM listing grouped by path, or None to trust the state.
+        remote: the DAM listing matched by `syncd.match.view`, or None to trust the state.
         policy: the folder's delete rules.
         root_problem: set when the local root is missing, unreadable or unmounted; no
             delete is planned then.
@@ -220,8 +193,8 @@ def plan(
     if remote is None:
         _plan_incremental(local, known, actions, deletes)
     else:
-        _plan_full(local, known, remote, policy, result, deletes)
-    _moves_instead(local, known, actions, deletes)
+        plan_full(local, known, remote, policy, result, deletes)
+    _moves_instead(local, known, actions, deletes, {} if remote is None else remote.where())
 
     if still_used:
         shared = [d for d in deletes if d.uuid in still_used]
@@ -257,27 +230,67 @@ def _moves_instead(
     known: Mapping[str, Known],
     actions: list[Action],
     deletes: list[Action],
+    where: Mapping[str, str],
 ) -> None:
-    """Turn a delete of a synced file plus an upload of the same file under a new path into
-    one MOVE that keeps the asset (its uuid, metadata and links)."""
-    uploads = {a.path: a for a in actions if a.op is Op.UPLOAD}
-    gone = {p: k for p, k in known.items() if p not in local}
-    pairs = pair_moves(gone, {p: local[p] for p in uploads})
+    """Turn a synced file that left its path plus an upload (or replacement) of the same
+    file under another path into one MOVE that keeps the asset (its uuid, metadata and
+    links). A file "left its path" when the path is gone or now holds another inode, so a
+    swap (a→tmp, b→a, tmp→b) becomes two moves. A path that keeps a file after its asset
+    moved away gets that file uploaded as new; an asset whose file was overwritten by a
+    moved one (`mv a b` over a synced b) is deleted. `where` maps uuids to their DAM paths
+    when a listing was read."""
+    sent = {a.path: a for a in actions if a.op in (Op.UPLOAD, Op.REPLACE, Op.REFRESH)}
+    gone = {
+        p: k
+        for p, k in known.items()
+        if p not in local or (p in sent and local[p].inode != k.inode)
+    }
+    new = {
+        p: local[p]
+        for p, a in sent.items()
+        if a.op is Op.UPLOAD or (p in known and local[p].inode != known[p].inode)
+    }
+    pairs = pair_moves(gone, new)
     if not pairs:
         return
     moved_from = {old for old, _ in pairs}
     moved_to = {new for _, new in pairs}
     moved_uuids = {gone[old].uuid for old in moved_from}
-    actions[:] = [
-        a
-        for a in actions
-        if a.path not in moved_to and not (a.op is Op.FORGET and a.path in moved_from)
-    ]
+    kept: list[Action] = []
+    for a in actions:
+        if a.path in moved_to and a.op in (Op.UPLOAD, Op.REPLACE, Op.REFRESH):
+            continue
+        if a.path in moved_from and a.op is Op.FORGET:
+            continue
+        if a.path in moved_from and a.op in (Op.REPLACE, Op.REFRESH) and a.local is not None:
+            # Its asset moves away with the old file; what is here now is a new file.
+            kept.append(Action(Op.UPLOAD, a.path, replace(a.local, sha1=None)))
+            continue
+        kept.append(a)
+    actions[:] = kept
     deletes[:] = [d for d in deletes if d.uuid not in moved_uuids]
-    for old, new in pairs:
+    for old, new_path in pairs:
         k = gone[old]
-        lf = replace(local[new], sha1=k.sha1)
-        actions.append(Action(Op.MOVE, new, lf, k.uuid, k.remote_sha1, source=old))
+        lf = replace(local[new_path], sha1=k.sha1)
+        actions.append(
+            Action(
+                Op.MOVE,
+                new_path,
+                lf,
+                k.uuid,
+                k.remote_sha1,
+                source=old,
+                remote_path=where.get(k.uuid),
+            )
+        )
+        overwritten = known.get(new_path)
+        if (
+            overwritten is not None
+            and overwritten.uuid not in moved_uuids
+            and not overwritten.foreign
+            and all(d.uuid != overwritten.uuid for d in deletes)
+        ):
+            deletes.append(Action(Op.DELETE, new_path, uuid=overwritten.uuid))
 
 
 class _Protected:
@@ -326,72 +339,3 @@ def _plan_incremental(
         if path not in local:
             gone = Action(Op.FORGET if k.foreign else Op.DELETE, path, uuid=k.uuid)
             (actions if k.foreign else deletes).append(gone)
-
-
-def _plan_full(
-    local: Mapping[str, LocalFile],
-    known: Mapping[str, Known],
-    remote: Mapping[str, list[RemoteFile]],
-    policy: DeletePolicy,
-    result: FolderPlan,
-    deletes: list[Action],
-) -> None:
-    actions = result.actions
-    known_uuids = {k.uuid for k in known.values()}
-    for path, lf in local.items():
-        k = known.get(path)
-        candidates = remote.get(path, [])
-        keep = _pick(lf, k, candidates)
-        if keep is None:
-            actions.append(Action(Op.UPLOAD, path, lf))
-        elif _in_sync(lf, k, keep) is True:
-            if k is None or k.uuid != keep.uuid or not k.same_stat(lf):
-                actions.append(Action(Op.ADOPT, path, lf, keep.uuid, keep.sha1))
-        elif k is not None or keep.uuid in known_uuids or policy.delete_unknown:
-            # The path is syncd's (it synced it before), or the asset is: local wins.
-            actions.append(Action(Op.REPLACE, path, lf, keep.uuid))
-        else:
-            # Other content that syncd never uploaded, at a path it never synced: upload
-            # beside it, never over it (the project's same-name rule decides the rest).
-            actions.append(Action(Op.UPLOAD, path, lf))
-            result.unknown_kept += 1
-        for extra in candidates:
-            if extra is not keep:
-                _delete_remote(extra, known_uuids, policy, result, deletes)
-    for path, candidates in remote.items():
-        if path not in local:
-            for r in candidates:
-                _delete_remote(r, known_uuids, policy, result, deletes)
-    remote_uuids = {r.uuid for rs in remote.values() for r in rs}
-    for path, k in known.items():
-        if path not in local and k.uuid not in remote_uuids:
-            # Gone on both sides: only the state row is left to drop.
-            actions.append(Action(Op.FORGET, path, uuid=k.uuid))
-
-
-def _pick(lf: LocalFile, k: Known | None, candidates: list[RemoteFile]) -> RemoteFile | None:
-    """The asset that represents a local path: the one the state knows, else one with the
-    same content, else the first."""
-    if not candidates:
-        return None
-    if k is not None:
-        for r in candidates:
-            if r.uuid == k.uuid:
-                return r
-    for r in candidates:
-        if lf.sha1 is not None and r.sha1 == lf.sha1:
-            return r
-    return candidates[0]
-
-
-def _delete_remote(
-    r: RemoteFile,
-    known_uuids: set[str],
-    policy: DeletePolicy,
-    result: FolderPlan,
-    deletes: list[Action],
-) -> None:
-    if r.uuid in known_uuids or policy.delete_unknown:
-        deletes.append(Action(Op.DELETE, r.path, uuid=r.uuid))
-    else:
-        result.unknown_kept += 1

@@ -39,6 +39,7 @@ class Summary:
     deleted: int = 0
     moved: int = 0
     adopted: int = 0
+    strays_deleted: int = 0  # second assets left by retried uploads, found and deleted
     unchanged: int = 0
     hashed: int = 0
     bytes: int = 0
@@ -65,6 +66,7 @@ class Summary:
         self.deleted += part.deleted
         self.moved += part.moved
         self.adopted += part.adopted
+        self.strays_deleted += part.strays_deleted
         self.bytes += part.bytes
         self.failed.extend(part.failed)
         self.refused.extend(part.refused)
@@ -77,6 +79,7 @@ class Summary:
             "deleted": self.deleted,
             "moved": self.moved,
             "adopted": self.adopted,
+            "strays_deleted": self.strays_deleted,
             "unchanged": self.unchanged,
             "hashed": self.hashed,
             "skipped": len(self.skipped),
@@ -105,6 +108,8 @@ class Summary:
                     f"already on the DAM: {self.adopted} matched by content,"
                     f" {self.unchanged} unchanged"
                 )
+        if self.strays_deleted:
+            lines.append(f"deleted {self.strays_deleted} duplicate assets left by retried uploads")
         if self.unknown_kept:
             lines.append(
                 f"kept {self.unknown_kept} DAM files syncd did not upload"

@@ -41,7 +41,14 @@ async def initial_sync(
     try:
         async with make_dam(config, key, pacer) as dam:
             await check_access(dam, config)
-            executor = Executor(dam, state, summary, progress, workers=config.dam.workers)
+            executor = Executor(
+                dam,
+                state,
+                summary,
+                progress,
+                workers=config.dam.workers,
+                listing_lag_s=config.dam.listing_lag_s,
+            )
             for folder in config.folders:
                 with structlog.contextvars.bound_contextvars(folder=folder.name):
                     run = FolderRun(folder, config, dam, state, options, summary)

@@ -1,6 +1,8 @@
 """The state's records of work still owed: orphans (assets syncd replaced but could not
-delete yet) and parked files (whose last attempt failed, retried by the next run and
-shown by `syncd status`). `syncd.state.State` mixes them in, on its connection.
+delete yet), parked files (whose last attempt failed, retried by the next run and shown
+by `syncd status`), and uploads of unknown outcome (which may have left a second asset on
+the DAM, checked by a later listing). `syncd.state.State` mixes them in, on its
+connection.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+
+from syncd.model import Unsure
 
 __all__ = ["ParkedFile", "RetryRecords"]
 
@@ -94,3 +98,47 @@ class RetryRecords:
             (folder_id,),
         )
         return [ParkedFile(*row) for row in rows]
+
+    # uploads of unknown outcome (see syncd.strays)
+
+    def note_unsure(self, folder_id: int, entry: Unsure) -> None:
+        """Journal an upload whose outcome is unknown, before it is sent again, so that
+        what it may have left on the DAM is found even after a crash. A later failure of
+        the same upload widens the window."""
+        self._execute(
+            "INSERT INTO unsure_uploads (folder_id, path, sha1, dam_folder, name, size,"
+            " window_start, window_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (folder_id, path, sha1) DO UPDATE SET"
+            " window_start = min(window_start, excluded.window_start),"
+            " window_end = max(window_end, excluded.window_end),"
+            " dam_folder = excluded.dam_folder, name = excluded.name",
+            (
+                folder_id,
+                entry.path,
+                entry.sha1,
+                entry.folder,
+                entry.name,
+                entry.size,
+                entry.window_start,
+                entry.window_end,
+            ),
+        )
+
+    def unsure(self, folder_id: int | None) -> list[Unsure]:
+        """The journalled uploads of unknown outcome of a folder."""
+        if folder_id is None:
+            return []
+        rows = self._conn.execute(
+            "SELECT path, dam_folder, name, sha1, size, window_start, window_end"
+            " FROM unsure_uploads WHERE folder_id = ? ORDER BY window_start",
+            (folder_id,),
+        )
+        return [Unsure(*row) for row in rows]
+
+    def drop_unsure(self, folder_id: int, entries: Iterable[Unsure]) -> None:
+        """Forget journalled uploads whose traces were checked."""
+        with self._transaction():
+            self._conn.executemany(
+                "DELETE FROM unsure_uploads WHERE folder_id = ? AND path = ? AND sha1 = ?",
+                [(folder_id, e.path, e.sha1) for e in entries],
+            )

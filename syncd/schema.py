@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -44,6 +44,17 @@ CREATE TABLE IF NOT EXISTS orphans (
     uuid TEXT NOT NULL,
     reason TEXT NOT NULL,
     PRIMARY KEY (folder_id, uuid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unsure_uploads (
+    folder_id INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    sha1 TEXT NOT NULL,
+    dam_folder TEXT NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    PRIMARY KEY (folder_id, path, sha1)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS parked (
     folder_id INTEGER NOT NULL,

@@ -50,7 +50,7 @@ class State(RetryRecords):
         self._conn = conn
         self.path = path
         self._pending: list[tuple[object, ...]] = []
-        self._pending_forget: list[tuple[int, str]] = []
+        self._pending_forget: list[tuple[int, str, str | None]] = []
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> State:
@@ -202,34 +202,41 @@ class State(RetryRecords):
         """The state rows of the given paths that exist."""
         if folder_id is None:
             return {}
-        wanted = list(paths)
-        out: dict[str, Known] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                f"SELECT {_KNOWN_COLUMNS} FROM files WHERE folder_id = ? AND path IN ({marks})",
-                (folder_id, *chunk),
-            )
-            out.update((row[0], _known(row)) for row in rows)
-        return out
+        rows = self._where_in(
+            f"SELECT {_KNOWN_COLUMNS} FROM files WHERE folder_id = ? AND path IN ({{}})",
+            (folder_id,),
+            paths,
+        )
+        return {row[0]: _known(row) for row in rows}
 
     def uuid_refs(self, folder_id: int | None, uuids: Iterable[str]) -> dict[str, int]:
         """How many synced paths of a folder map to each of `uuids`."""
         if folder_id is None:
             return {}
-        wanted = list(set(uuids))
-        out: dict[str, int] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
-                f"SELECT uuid, COUNT(*) FROM files WHERE folder_id = ? AND uuid IN ({marks})"
-                " GROUP BY uuid",
-                (folder_id, *chunk),
-            )
-            out.update(rows)
-        return out
+        rows = self._where_in(
+            "SELECT uuid, COUNT(*) FROM files WHERE folder_id = ? AND uuid IN ({}) GROUP BY uuid",
+            (folder_id,),
+            set(uuids),
+        )
+        return dict(rows)
+
+    def known_by_uuid(self, folder_id: int | None, uuids: Iterable[str]) -> dict[str, Known]:
+        """The state rows of a folder that map to the given uuids, by uuid (one row each)."""
+        if folder_id is None:
+            return {}
+        rows = self._where_in(
+            f"SELECT {_KNOWN_COLUMNS} FROM files WHERE folder_id = ? AND uuid IN ({{}})"
+            " ORDER BY foreign_asset DESC",  # the row that owns the asset comes last
+            (folder_id,),
+            set(uuids),
+        )
+        return {k.uuid: k for k in map(_known, rows)}
+
+    def known_uuids(self, uuids: Iterable[str]) -> set[str]:
+        """Which of `uuids` any state row, of any folder, maps to (buffered rows included)."""
+        self.flush()
+        rows = self._where_in("SELECT DISTINCT uuid FROM files WHERE uuid IN ({})", (), set(uuids))
+        return {row[0] for row in rows}
 
     def uuid_used_elsewhere(self, folder_id: int, uuid: str, path: str) -> bool:
         """Whether a synced path other than `path` maps to `uuid`."""
@@ -268,9 +275,11 @@ class State(RetryRecords):
             )
         )
 
-    def forget(self, folder_id: int, path: str) -> None:
-        """Buffer the removal of a file's row (it is gone on both sides)."""
-        self._pending_forget.append((folder_id, path))
+    def forget(self, folder_id: int, path: str, uuid: str | None = None) -> None:
+        """Buffer the removal of a file's row (it is gone on both sides). With `uuid`, the
+        row goes only while it still maps to that asset: a row that another action of the
+        same batch gave a new asset (a swap, a file moved over another) stays."""
+        self._pending_forget.append((folder_id, path, uuid))
 
     @property
     def pending(self) -> int:
@@ -291,11 +300,15 @@ class State(RetryRecords):
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-                self._conn.executemany("DELETE FROM files WHERE folder_id = ? AND path = ?", gone)
+                self._conn.executemany(
+                    "DELETE FROM files WHERE folder_id = ? AND path = ?"
+                    " AND (?3 IS NULL OR uuid = ?3)",
+                    gone,
+                )
                 # A file synced now is no longer parked.
                 self._conn.executemany(
                     "DELETE FROM parked WHERE folder_id = ? AND path = ?",
-                    [*((r[0], r[1]) for r in rows), *gone],
+                    [*((r[0], r[1]) for r in rows), *((g[0], g[1]) for g in gone)],
                 )
         except sqlite3.Error as exc:
             raise StateError(f"cannot write the state database {self.path}: {exc}") from exc
@@ -323,6 +336,16 @@ class State(RetryRecords):
             return self._conn.execute(sql, tuple(params))
         except sqlite3.Error as exc:
             raise StateError(f"cannot write the state database {self.path}: {exc}") from exc
+
+    def _where_in(
+        self, sql: str, params: tuple[object, ...], values: Iterable[str]
+    ) -> Iterator[tuple[Any, ...]]:
+        """The rows of `sql` whose `IN ({})` takes `values`, in chunks that stay below
+        SQLite's limit on bound parameters."""
+        wanted = list(values)
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            yield from self._conn.execute(sql.format(",".join("?" * len(chunk))), (*params, *chunk))
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)

@@ -1,35 +1,49 @@
 """Uploading one file: the body streamed and hashed in one pass, small files in one
 multipart body, big ones through the streaming PUT; an upload whose outcome is unknown
-is looked for before it is sent again, so a retry never creates a second asset; and the
-replacement of a changed file when the project refuses a second file of the same name.
+is journalled in the state and looked for before it is sent again, so a retry does not
+create a second asset (and one it still creates is found later, see `syncd.strays`);
+and the replacement of a changed file when the project refuses a second file of the
+same name.
+
+The look needs no search semantics: it lists the target folder (with `updated_after`
+from just before the first attempt, by the DAM's clock) and matches by sha1 plus the
+name, `info.name` or a name the naming rule made of it. Where listings lag behind
+writes, it looks again with backoff for up to `dam.listing_lag_s`
+(docs/dam-api.md, "Uploads of unknown outcome").
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from datetime import datetime
 
+import anyio
 import structlog
 
 from syncd.dam import Body, DamClient, Uploaded
-from syncd.errors import NameConflict, TransientDamError
-from syncd.model import LocalFile, remote_location
+from syncd.errors import NameConflict, RateLimited, TransientDamError
+from syncd.match import WINDOW_MARGIN, name_matches
+from syncd.model import FolderTarget, LocalFile, RemoteFile, Unsure, remote_location
 from syncd.source import FileSource
-
-if TYPE_CHECKING:
-    from syncd.workers import FolderTarget
+from syncd.state import State
+from syncd.wire import iso, parse_time
 
 __all__ = ["Uploader"]
 
 log = structlog.get_logger("syncd.upload")
 
+_FIRST_LOOK_PAUSE_S = 0.25
+
 
 class Uploader:
-    """Uploads local files through one DAM client."""
+    """Uploads local files through one DAM client, journalling unknown outcomes."""
 
-    def __init__(self, dam: DamClient) -> None:
+    def __init__(self, dam: DamClient, state: State, *, listing_lag_s: float) -> None:
         self.dam = dam
+        self.state = state
+        self.listing_lag_s = listing_lag_s
 
     async def upload(
         self, target: FolderTarget, local: LocalFile, old_uuid: str | None
@@ -43,12 +57,13 @@ class Uploader:
                 raise source.error  # the file itself failed last time: no point in resending
             return source.read_all() if source.small() else source.stream()
 
+        send = _Sender(self, target, source, body, stream)
         try:
-            uploaded = await self._send(source, folder, name, body, stream)
+            uploaded = await send(folder, name)
         except NameConflict:
             if old_uuid is None:
                 raise
-            uploaded = await self._replace_refused(source, folder, name, body, stream, old_uuid)
+            uploaded = await self._replace_refused(send, folder, name, old_uuid)
         except TransientDamError:
             if source.error is not None:
                 raise source.error from None
@@ -57,53 +72,118 @@ class Uploader:
             raise source.error
         return uploaded, await source.ensure_sha1()
 
-    async def _send(
-        self, source: FileSource, folder: str, name: str, body: Callable[[], Body], stream: bool
-    ) -> Uploaded:
-        """One upload of `source` as `folder/name`, looking before any re-send."""
-        return await self.dam.upload(
-            folder, name, body, stream=stream, before_retry=self._look_first(source, folder, name)
-        )
-
-    def _look_first(
-        self, source: FileSource, folder: str, name: str
-    ) -> Callable[[], Awaitable[Uploaded | None]]:
-        """Before re-sending an upload whose outcome is unknown (it may have been
-        committed), look for it in the target folder by name and sha1, so a retry never
-        creates a second asset. Works when the project stores a suffixed name: listings
-        carry the original name."""
-
-        async def look() -> Uploaded | None:
-            if source.error is not None:
-                raise source.error
-            sha1 = await source.ensure_sha1()
-            async for r in self.dam.list_files(folder, recursive=False, q=name):
-                if r.path.rpartition("/")[2] == name and r.sha1 == sha1:
-                    log.info("upload_adopted_after_retry", path=source.local.path, uuid=r.uuid)
-                    return Uploaded(uuid=r.uuid, name=r.name, remote_sha1=r.sha1)
-            return None
-
-        return look
+    async def find(self, entry: Unsure) -> RemoteFile | None:
+        """An asset in the entry's folder that holds its content under its name (or a
+        name the naming rule made of it), changed since just before the first attempt."""
+        since = _parse(entry.window_start) - WINDOW_MARGIN
+        async for r in self.dam.list_files(entry.folder, recursive=False, updated_after=iso(since)):
+            if not name_matches(r, entry.name):
+                continue
+            sha1 = r.sha1
+            if sha1 is None:
+                # The listing carries no hash: the asset's details do.
+                found = await self.dam.details(r.uuid)
+                sha1 = found.sha1 if found is not None else None
+            if sha1 == entry.sha1:
+                return r
+        return None
 
     async def _replace_refused(
-        self,
-        source: FileSource,
-        folder: str,
-        name: str,
-        body: Callable[[], Body],
-        stream: bool,
-        old_uuid: str,
+        self, send: _Sender, folder: str, name: str, old_uuid: str
     ) -> Uploaded:
         """Replace under a "refuse same name" policy: upload aside, delete, rename."""
         stem, dot, ext = name.rpartition(".")
         temp = f"{stem or ext}.syncd-{secrets.token_hex(4)}{dot}{ext if stem else ''}"
         try:
-            uploaded = await self._send(source, folder, temp, body, stream)
+            uploaded = await send(folder, temp)
         except NameConflict:
             # Not even a fresh name is accepted: the one way left is delete, then upload.
             log.warning("replace_by_delete_then_upload", folder=folder, name=name)
             await self.dam.delete(old_uuid)
-            return await self._send(source, folder, name, body, stream)
+            return await send(folder, name)
         await self.dam.delete(old_uuid)
         await self.dam.rename(uploaded.uuid, name)
         return Uploaded(uuid=uploaded.uuid, name=name, remote_sha1=uploaded.remote_sha1)
+
+
+class _Sender:
+    """Sends one file as `folder/name`, journalling every failure whose outcome is
+    unknown and looking for a committed copy before any re-send."""
+
+    def __init__(
+        self,
+        uploader: Uploader,
+        target: FolderTarget,
+        source: FileSource,
+        body: Callable[[], Body],
+        stream: bool,
+    ) -> None:
+        self.up = uploader
+        self.target = target
+        self.source = source
+        self.body = body
+        self.stream = stream
+
+    async def __call__(self, folder: str, name: str) -> Uploaded:
+        started = self.up.dam.now()
+        try:
+            return await self.up.dam.upload(
+                folder,
+                name,
+                self.body,
+                stream=self.stream,
+                before_retry=self._look_first(folder, name, started),
+            )
+        except TransientDamError as exc:
+            # Retries ran out; the last attempt may still have landed.
+            if not (isinstance(exc, RateLimited) and exc.status == 429):
+                await self._journal(folder, name, started)
+            raise
+
+    async def _journal(self, folder: str, name: str, started: datetime) -> Unsure | None:
+        if self.source.error is not None:
+            return None
+        sha1 = await self.source.ensure_sha1()
+        entry = Unsure(
+            self.source.local.path,
+            folder,
+            name,
+            sha1,
+            self.source.local.size,
+            iso(started),
+            iso(self.up.dam.now()),
+        )
+        self.up.state.note_unsure(self.target.folder_id, entry)
+        return entry
+
+    def _look_first(
+        self, folder: str, name: str, started: datetime
+    ) -> Callable[[], Awaitable[Uploaded | None]]:
+        async def look() -> Uploaded | None:
+            if self.source.error is not None:
+                raise self.source.error
+            entry = await self._journal(folder, name, started)
+            assert entry is not None
+            deadline = time.monotonic() + self.up.listing_lag_s
+            pause = _FIRST_LOOK_PAUSE_S
+            while True:
+                found = await self.up.find(entry)
+                if found is not None:
+                    log.info("upload_adopted_after_retry", path=entry.path, uuid=found.uuid)
+                    return Uploaded(
+                        uuid=found.uuid, name=found.name, remote_sha1=found.sha1 or entry.sha1
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                # The DAM's listings may lag behind its writes: look again before re-sending.
+                await anyio.sleep(min(pause, left))
+                pause *= 2
+
+        return look
+
+
+def _parse(value: str) -> datetime:
+    when = parse_time(value)
+    assert when is not None, value  # written by `iso`
+    return when

@@ -1,5 +1,5 @@
 """The DAM's wire shapes, without any HTTP: turning response bodies into syncd values and
-errors. Accepts every documented variant (dam-api.md): `size` as a number or
+errors. Accepts every documented variant (docs/dam-api.md): `size` as a number or
 `{bytes, pretty}`, folder names with or without a trailing slash, stored names that
 differ from the original (`info.name`), `Retry-After` in seconds or as an HTTP date,
 and failures signalled by the status code or only by `"status": "error"` in the body.
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 # The DAM answers identical content with these codes instead of a `file` object; the
-# asset named by `existing_file_uuid` already holds the bytes (dam-api.md §2.3).
+# asset named by `existing_file_uuid` already holds the bytes (docs/dam-api.md §2.3).
 SAME_CONTENT_CODES = frozenset({"SAME_ASSET_EXISTS_SKIP_UPLOAD", "ERROR_SHA1_CONFLICT"})
 _AUTH_CODES = frozenset(
     {"UNAUTHORIZED", "KEY_EXPIRED", "INVALID_KEY", "KEY_INVALID", "FORBIDDEN", "KEY_NOT_FOUND"}
@@ -147,8 +147,9 @@ def _size(value: Any) -> int | None:
 
 def remote_file(item: Mapping[str, Any], root: str) -> RemoteFile | None:
     """Map a DAM file object to a `RemoteFile` relative to `root`, or None when it is not
-    below `root`. Accepts both documented shapes of `size` and folder names with or
-    without a trailing slash; uses `info.name` when the project renamed the file."""
+    below `root`. The path is `folder + name` (the stored name); `info.name`, the name
+    sent at upload, is kept only as a hint (see `syncd.match`). Accepts both documented
+    shapes of `size` and folder names with or without a trailing slash."""
     folder_obj = item.get("folder")
     folder = folder_obj.get("name") if isinstance(folder_obj, dict) else None
     if not isinstance(folder, str):
@@ -166,17 +167,20 @@ def remote_file(item: Mapping[str, Any], root: str) -> RemoteFile | None:
         return None
     name = str(item.get("name", ""))
     info = item.get("info")
-    original = info.get("name") if isinstance(info, dict) else None
-    shown = original if isinstance(original, str) and original else name
+    sent = info.get("name") if isinstance(info, dict) else None
     hashes = item.get("hash")
     sha1 = hashes.get("sha1") if isinstance(hashes, dict) else None
+    created, modified = item.get("created_at"), item.get("modified_at")
     return RemoteFile(
         uuid=str(item["uuid"]),
-        path=f"{rel_dir}/{shown}" if rel_dir else shown,
+        path=f"{rel_dir}/{name}" if rel_dir else name,
         name=name,
         folder=folder,
         sha1=sha1 if isinstance(sha1, str) else None,
         size=_size(item.get("size")),
+        info_name=sent if isinstance(sent, str) and sent else None,
+        created_at=created if isinstance(created, str) else None,
+        modified_at=modified if isinstance(modified, str) else None,
     )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -29,7 +28,9 @@ from syncd.errors import (
     TransientDamError,
 )
 from syncd.localfs import FileChanged, UnsafePath
-from syncd.model import Action, Known, LocalFile, Op, Skip, remote_location
+from syncd.match import derived_name
+from syncd.model import Action, FolderTarget, Known, LocalFile, Op, Skip, remote_location
+from syncd.moves import carry_out_moves
 from syncd.progress import Progress, Summary
 from syncd.state import State
 from syncd.upload import Uploader
@@ -40,16 +41,6 @@ log = structlog.get_logger("syncd.workers")
 
 _FLUSH_EVERY = 256
 _CHANGE_RETRIES = 3
-
-
-@dataclass(frozen=True, slots=True)
-class FolderTarget:
-    """Where one folder's actions go: its local root, DAM folder and state row."""
-
-    root: Path
-    remote: str
-    folder_id: int
-    stream_threshold: int
 
 
 class Executor:
@@ -63,13 +54,14 @@ class Executor:
         progress: Progress,
         *,
         workers: int,
+        listing_lag_s: float = 5.0,
     ) -> None:
         self.dam = dam
         self.state = state
         self.summary = summary
         self.progress = progress
         self.workers = workers
-        self.uploader = Uploader(dam)
+        self.uploader = Uploader(dam, state, listing_lag_s=listing_lag_s)
         # Set when the state may now miss assets (the next run must list the DAM).
         self.needs_listing = False
 
@@ -85,7 +77,7 @@ class Executor:
                 self._record(target, a.local, a.local.sha1, a.uuid, a.remote_sha1)
                 self.summary.adopted += a.op is Op.ADOPT
             elif a.op is Op.FORGET:
-                self.state.forget(target.folder_id, a.path)
+                self.state.forget(target.folder_id, a.path, a.uuid)
         self.progress.add(len(transfers), sum(a.local.size for a in transfers if a.local))
         # The workers share one iterator: the whole batch is known up front, so there is
         # nothing for a channel to buffer.
@@ -93,6 +85,17 @@ class Executor:
         self._fatal: AuthError | StateError | None = None
         self.needs_listing = False
         await self._delete_orphans(target)
+        moves = [a for a in actions if a.op is Op.MOVE]
+        deletes = [a for a in actions if a.op is Op.DELETE]
+        if moves:
+            # Moves first: they free the names new uploads may take. An asset whose file
+            # a moved file overwrote holds the move's target name: it goes before.
+            targets = {m.path for m in moves}
+            freeing = [d for d in deletes if d.path in targets]
+            if freeing:
+                await self._delete(target, freeing)
+                deletes = [d for d in deletes if d.path not in targets]
+            await self._move(target, moves)
         async with anyio.create_task_group() as tg:
             for n in range(min(self.workers, len(transfers))):
                 tg.start_soon(self._worker, target, jobs, tg.cancel_scope, name=f"syncd worker {n}")
@@ -100,11 +103,7 @@ class Executor:
             # Raised here rather than from a worker, so callers get the AuthError itself
             # and not an ExceptionGroup from the task group.
             raise self._fatal
-        moves = [a for a in actions if a.op is Op.MOVE]
-        if moves and self._fatal is None:
-            await self._move(target, moves)
-        deletes = [a for a in actions if a.op is Op.DELETE]
-        if deletes and self._fatal is None:
+        if deletes:
             await self._delete(target, deletes)
         self.state.flush()
 
@@ -166,8 +165,8 @@ class Executor:
         self, target: FolderTarget, action: Action, local: LocalFile, uploaded: Uploaded, sha1: str
     ) -> None:
         """Record an upload the DAM committed, then retire the asset it replaced."""
-        foreign = uploaded.elsewhere is not None and uploaded.elsewhere != _dam_path(
-            target, local.path
+        foreign = uploaded.elsewhere is not None and not _is_here(
+            target, local.path, uploaded.elsewhere
         )
         if foreign:
             log.warning(
@@ -212,43 +211,16 @@ class Executor:
             log.warning("old_asset_kept", path=path, uuid=old_uuid, error=str(exc))
 
     async def _move(self, target: FolderTarget, moves: Sequence[Action]) -> None:
-        """Renames and moves keep the asset: one bulk move per target folder, then a
-        rename where the name changed (a case-only rename included)."""
-        by_folder: dict[str, list[Action]] = {}
-        for a in moves:
-            assert a.source is not None
-            old_folder, _ = remote_location(target.remote, a.source)
-            new_folder, _ = remote_location(target.remote, a.path)
-            if new_folder != old_folder:
-                by_folder.setdefault(new_folder, []).append(a)
-        failed: set[str] = set()
-        for folder, group in by_folder.items():
-            try:
-                await self.dam.move_files([a.uuid for a in group if a.uuid], folder)
-            except AuthError:
-                raise
-            except DamError as exc:
-                for a in group:
-                    self._failed(target, a, str(exc), failure_kind(exc))
-                    failed.add(a.path)
-        for a in moves:
-            if a.path in failed:
-                continue
-            assert a.source is not None
+        """Renames and moves keep the asset (see `syncd.moves`); the state follows."""
+        outcome = await carry_out_moves(self.dam, target.remote, moves)
+        for a, exc in outcome.failed:
+            self._failed(target, a, str(exc), failure_kind(exc))
+        for a in outcome.done:
             assert a.uuid is not None
             assert a.local is not None
             assert a.local.sha1 is not None
-            old_name = a.source.rpartition("/")[2]
-            new_name = a.path.rpartition("/")[2]
-            if new_name != old_name:
-                try:
-                    await self.dam.rename(a.uuid, new_name)
-                except AuthError:
-                    raise
-                except DamError as exc:
-                    self._failed(target, a, str(exc), failure_kind(exc))
-                    continue
-            self.state.forget(target.folder_id, a.source)
+            if a.source is not None:
+                self.state.forget(target.folder_id, a.source, a.uuid)
             self._record(target, a.local, a.local.sha1, a.uuid, a.remote_sha1)
             self.summary.moved += 1
             log.debug("job_done", op="move", path=a.path, source=a.source, uuid=a.uuid)
@@ -268,7 +240,10 @@ class Executor:
         self.state.drop_orphans(target.folder_id, orphans)
 
     async def _delete(self, target: FolderTarget, deletes: Sequence[Action]) -> None:
-        by_uuid = {a.uuid: a for a in deletes if a.uuid is not None}
+        by_uuid: dict[str, list[Action]] = {}
+        for a in deletes:
+            if a.uuid is not None:
+                by_uuid.setdefault(a.uuid, []).append(a)
         failed: set[str] = set()
         try:
             await self.dam.delete_many(list(by_uuid))
@@ -277,19 +252,23 @@ class Executor:
         except DamError as exc:
             # Find the culprit one by one rather than failing the whole batch.
             log.warning("bulk_delete_failed", error=str(exc), files=len(by_uuid))
-            for uuid, action in by_uuid.items():
+            for uuid, group in by_uuid.items():
                 try:
                     await self.dam.delete(uuid)
                 except AuthError:
                     raise
                 except DamError as one:
-                    self._failed(target, action, str(one), failure_kind(one))
+                    self._failed(target, group[0], str(one), failure_kind(one))
                     failed.add(uuid)
-        for uuid, action in by_uuid.items():
-            if uuid not in failed:
-                self.state.forget(target.folder_id, action.path)
-                self.summary.deleted += 1
-                log.debug("job_done", op="delete", path=action.path, uuid=uuid)
+        for uuid, group in by_uuid.items():
+            if uuid in failed:
+                continue
+            for action in group:
+                # Only while the row still maps to this asset: a file moved over the
+                # path has been recorded there already.
+                self.state.forget(target.folder_id, action.path, uuid)
+            self.summary.deleted += 1
+            log.debug("job_done", op="delete", path=group[0].path, uuid=uuid)
 
     def _record(
         self,
@@ -356,9 +335,12 @@ def _explain(exc: DamError, action: Action) -> str:
     return str(exc)
 
 
-def _dam_path(target: FolderTarget, path: str) -> str:
+def _is_here(target: FolderTarget, path: str, dam_path: str) -> bool:
+    """Whether a DAM path (`similar_file_path`) is where local `path` is synced to, under
+    its name or a name the project's naming rule made of it."""
     folder, name = remote_location(target.remote, path)
-    return f"{folder.rstrip('/')}/{name}"
+    there, _, there_name = dam_path.rpartition("/")
+    return "/" + there.strip("/") == "/" + folder.strip("/") and derived_name(there_name, name)
 
 
 def _restat(root: Path, local: LocalFile) -> LocalFile | None:

@@ -67,7 +67,9 @@ def write_config(
 ) -> Path:
     """Write a syncd config pointing at the emulator."""
     lines = ["[dam]", f'token = "{TOKEN}"', f'base_url = "{emu.url}"']
-    lines += [f"{k} = {toml_value(v)}" for k, v in (dam or {}).items()]
+    # The emulator's listings do not lag unless a test says so; tests that lag set both.
+    dam = {"listing_lag_s": 0, **(dam or {})}
+    lines += [f"{k} = {toml_value(v)}" for k, v in dam.items()]
     lines += ["", "[state]", f"path = {toml_value(str(state or path.parent / 'state.db'))}"]
     if sync:
         lines += ["", "[sync]"] + [f"{k} = {toml_value(v)}" for k, v in sync.items()]
@@ -122,12 +124,13 @@ def local_tree(root: Path) -> dict[str, str]:
 
 
 def dam_tree(emu: Emulator, remote: str) -> dict[str, str]:
-    """Every asset below `remote` as relative original path → sha1; fails on duplicates."""
+    """Every asset below `remote` as relative path → sha1, by the name syncd last gave it
+    (`client_path`: the DAM may keep `info.name` on rename); fails on duplicates."""
     prefix = remote.rstrip("/") + "/"
     out: dict[str, str] = {}
     for rec in emu.files():
-        if rec.original_path.startswith(prefix):
-            rel = rec.original_path[len(prefix) :]
+        if rec.client_path.startswith(prefix):
+            rel = rec.client_path[len(prefix) :]
             assert rel not in out, f"duplicate asset for {rel}"
             out[rel] = rec.sha1
     return out

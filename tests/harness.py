@@ -113,9 +113,9 @@ class DamLog:
         """Relative path → uuid of every asset under REMOTE."""
         prefix = REMOTE + "/"
         return {
-            r.original_path[len(prefix) :]: r.uuid
+            r.client_path[len(prefix) :]: r.uuid
             for r in self.emu.files()
-            if r.original_path.startswith(prefix)
+            if r.client_path.startswith(prefix)
         }
 
     def mirrors(self, expected: dict[str, str]) -> bool:
@@ -125,9 +125,9 @@ class DamLog:
             return False
         prefix = REMOTE + "/"
         seen = {
-            r.original_path[len(prefix) :]: r.sha1
+            r.client_path[len(prefix) :]: r.sha1
             for r in self.emu.files()
-            if r.original_path.startswith(prefix)
+            if r.client_path.startswith(prefix)
         }
         return seen == expected
 

@@ -38,7 +38,7 @@ async def test_first_sync_noop_rerun_then_changes(tmp_path, emulator):
     assert run.code == 0, run.stderr
     assert run.summary["uploaded"] == 30
     assert dam_tree(emulator, "/assets") == local_tree(root)
-    uuids = {r.original_path: r.uuid for r in emulator.files()}
+    uuids = {r.client_path: r.uuid for r in emulator.files()}
 
     before, before_writes = requests(emulator), writes(emulator)
     run = await run_syncd("--config", cfg, "--initial-sync")
@@ -59,7 +59,7 @@ async def test_first_sync_noop_rerun_then_changes(tmp_path, emulator):
     assert (s["uploaded"], s["updated"], s["deleted"]) == (1, 1, 1)
     assert dam_tree(emulator, "/assets") == local_tree(root)
     # Untouched files keep their assets.
-    after = {r.original_path: r.uuid for r in emulator.files()}
+    after = {r.client_path: r.uuid for r in emulator.files()}
     assert after["/assets/dir2/sub 0/file-2.jpg"] == uuids["/assets/dir2/sub 0/file-2.jpg"]
 
 

@@ -214,7 +214,7 @@ async def test_sha1_conflict_names_where_the_identical_asset_lives(emulator, dam
     assert other.uuid == first.uuid
     # The caller must know the asset is not at /b/two.txt, so it never deletes it.
     assert other.elsewhere == "/a/one.txt"
-    assert [r.original_path for r in emulator.files()] == ["/a/one.txt"]
+    assert [r.client_path for r in emulator.files()] == ["/a/one.txt"]
     same = await upload(dam, "/a", "one.txt", b"content")
     assert same.adopted
     assert same.elsewhere is None  # same folder and name: that asset is this file's
@@ -228,14 +228,13 @@ async def test_same_name_refused_is_a_name_conflict(emulator, dam):
     assert requests(emulator, "POST") == 2  # a conflict is not retried
 
 
-async def test_suffix_naming_keeps_the_original_name_as_path(emulator, dam):
+async def test_suffix_naming_keeps_the_sent_name_as_a_hint(emulator, dam):
     emulator.configure({"naming": "suffix"})
     up = await upload(dam, "/s", "photo.jpg", b"jpeg")
     assert re.fullmatch(r"photo-[A-Za-z0-9]{8}\.jpg", up.name)
     (r,) = await listing(dam, "/s")
-    assert r.path == "photo.jpg"
-    assert r.name == up.name
-    assert r.uuid == up.uuid
+    # The path is folder + stored name; info.name is the name sent at upload.
+    assert (r.path, r.name, r.info_name, r.uuid) == (up.name, up.name, "photo.jpg", up.uuid)
 
 
 # ---- listing ------------------------------------------------------------------------------
@@ -281,6 +280,9 @@ async def test_list_files_of_a_missing_folder_is_empty(emulator, dam):
 
 
 async def test_list_files_updated_after(emulator, dam):
+    # The client passes the parameter through; how precisely a DAM compares it is a
+    # variant of its own (docs/dam-api.md §12.21), exercised end to end elsewhere.
+    emulator.configure({"updated_after": "exact"})
     await upload(dam, "/u", "old.txt", b"old")
     (old,) = emulator.files()
     await anyio.sleep(0.01)  # the emulator's clock has millisecond resolution
@@ -311,9 +313,20 @@ async def test_list_files_accepts_every_shape(emulator, dam, option):
     await upload(dam, "/shape", "top.bin", b"y")
     listed = {r.path: r for r in await listing(dam, "/shape")}
     assert set(listed) == {"a/f.bin", "top.bin"}
-    assert listed["a/f.bin"] == RemoteFile(
-        uuid=up.uuid, path="a/f.bin", name="f.bin", folder="/shape/a", sha1=sha1(data), size=1234
+    got = listed["a/f.bin"]
+    assert got == RemoteFile(
+        uuid=up.uuid,
+        path="a/f.bin",
+        name="f.bin",
+        folder="/shape/a",
+        sha1=sha1(data),
+        size=1234,
+        info_name="f.bin",
+        created_at=got.created_at,
+        modified_at=got.modified_at,
     )
+    assert got.created_at is not None
+    assert got.modified_at is not None
     assert listed["top.bin"].folder == "/shape"
 
 
@@ -356,7 +369,7 @@ async def test_rename_keeps_the_uuid(emulator, dam):
     with anyio.fail_after(10):
         await dam.rename(up.uuid, "after & #1.txt")
     (rec,) = emulator.files()
-    assert (rec.uuid, rec.name, rec.original_name) == (up.uuid, "after & #1.txt", "after & #1.txt")
+    assert (rec.uuid, rec.name, rec.client_name) == (up.uuid, "after & #1.txt", "after & #1.txt")
     (r,) = await listing(dam, "/n")
     assert r.path == "after & #1.txt"
 

@@ -19,7 +19,9 @@ import anyio
 import pytest
 
 import syncd
-from syncd.emulator import Emulator, run, serve
+from syncd.emulator import Emulator, Options, make_app, run, serve
+from syncd.emulator.cli import build_parser
+from syncd.emulator.permissions import ROUTE_PERMISSIONS
 from tests.conftest import emulator_command
 
 TOKEN = "tok"
@@ -165,6 +167,7 @@ async def test_put_upload_and_missing_filename(emu: Emulator, http: aiohttp.Clie
 
 
 async def test_recursive_listing_pages(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    # Creation order equals name order here, so paging holds under either sort setting.
     for i in range(2500):
         data = i.to_bytes(4, "big")
         emu.store.upload(f"/root/d{i % 7}", f"f{i:04}.txt", sha1=sha1(data), size=4, content=data)
@@ -182,14 +185,18 @@ async def test_recursive_listing_pages(emu: Emulator, http: aiohttp.ClientSessio
         sizes.append(len(body["files"]))
         seen += [f["name"] for f in body["files"]]
     assert sizes == [1000, 1000, 500]
-    assert seen == [f"f{i:04}.txt" for i in range(2500)]  # creation order, no gaps
+    assert seen == [f"f{i:04}.txt" for i in range(2500)]  # no gaps, no repeats
     status, body = await call(http, emu, "GET", "files", params={"folder": "/root"})
     assert body["files"] == []
     assert len(body["folders"]) == 7
     assert body["folders"][0]["count"]["files_direct"] == 358
     params = {"folder": "/root/d0", "sort": "name:desc", "limit": "2"}
     status, body = await call(http, emu, "GET", "files", params=params)
+    assert [f["name"] for f in body["files"]] == ["f0000.txt", "f0007.txt"]  # sort ignored
+    emu.configure({"sort": "honoured"})
+    status, body = await call(http, emu, "GET", "files", params=params)
     assert [f["name"] for f in body["files"]] == ["f2499.txt", "f2492.txt"]
+    emu.configure({"sort": "ignored"})  # still validated when ignored
     for bad in ({"limit": "0"}, {"limit": "4001"}, {"sort": "size:up"}, {"recursive": "x"}):
         status, body = await call(http, emu, "GET", "files", params=bad)
         assert (status, body["code"]) == (400, "ERR_UNPROCESSABLE_ENTITY")
@@ -198,7 +205,15 @@ async def test_recursive_listing_pages(emu: Emulator, http: aiohttp.ClientSessio
 
 
 async def test_updated_after_and_q(emu: Emulator, http: aiohttp.ClientSession) -> None:
-    emu.options.naming = "suffix"
+    # The most convenient readings of the unknowns: see the tests of each switch below.
+    emu.configure(
+        {
+            "naming": "suffix",
+            "updated_after": "exact",
+            "q_match": "both",
+            "rename_info_name": "rewritten",
+        }
+    )
     _, a = await put(http, emu, "/", "Alpha.txt", b"a")
     _, b = await put(http, emu, "/", "beta.txt", b"b")
     newest = max(a["file"]["modified_at"], b["file"]["modified_at"])
@@ -216,6 +231,9 @@ async def test_updated_after_and_q(emu: Emulator, http: aiohttp.ClientSession) -
     for after, count in (("0", 2), ("4102444800", 0), ("2000-01-01T00:00:00Z", 2)):
         _, body = await call(http, emu, "GET", "files", params={"updated_after": after})
         assert len(body["files"]) == count
+    emu.configure({"updated_after": "ignored"})
+    _, body = await call(http, emu, "GET", "files", params={"updated_after": "4102444800"})
+    assert len(body["files"]) == 2
     _, body = await call(http, emu, "GET", "files", params={"q": "ALPHA"})
     assert [f["info"]["name"] for f in body["files"]] == ["alpha2.txt"]
     _, body = await call(http, emu, "GET", "files", params={"q": "beta.txt"})
@@ -245,7 +263,7 @@ async def test_rename_and_move(emu: Emulator, http: aiohttp.ClientSession) -> No
     assert status == 200
     assert body["action"] == "file_renamed"
     assert body["file_uuid"] == a_uuid
-    assert body["file"]["name"] == body["file"]["info"]["name"] == "c.txt"
+    assert (body["file"]["name"], body["file"]["info"]["name"]) == ("c.txt", "a.txt")
     assert body["file"]["modified_at"] > a["file"]["modified_at"]
     status, body = await call(http, emu, "PATCH", f"files/{a_uuid}", json={"name": "b.txt"})
     assert (status, body["code"]) == (409, "E801_ALREADY_EXIST")
@@ -262,6 +280,11 @@ async def test_rename_and_move(emu: Emulator, http: aiohttp.ClientSession) -> No
     assert status == 200
     assert sorted(body["files_uuids"]) == sorted([a_uuid, b_uuid])
     assert {r.path for r in emu.files()} == {"/new/place/c.txt", "/new/place/b.txt"}
+    # info.name is kept on rename, so only client_path follows where the client put it.
+    assert {(r.client_path, r.original_path) for r in emu.files()} == {
+        ("/new/place/c.txt", "/new/place/a.txt"),
+        ("/new/place/b.txt", "/new/place/b.txt"),
+    }
     _, c = await put(http, emu, "/r", "c.txt", b"other")
     status, body = await call(
         http,
@@ -358,7 +381,15 @@ async def test_random_names_never_collide(
     assert status == 200
     assert second["file"]["uuid"] != first["file"]["uuid"]
     assert sorted(r.sha1 for r in emu.files()) == sorted([sha1(b"v1"), sha1(b"v2")])
-    # Identical content under the same original name is still cancelled.
+    # Identical content re-sent under the same name: the skip compares stored names by
+    # default, so a renaming rule stores it again, as a second asset...
+    status, again = await put(http, emu, "/p", "a.txt", b"v2")
+    assert (status, again["file"]["uuid"] in (first["file"]["uuid"], second["file"]["uuid"])) == (
+        200,
+        False,
+    )
+    # ...and it is cancelled when the skip compares the names sent.
+    emu.configure({"same_asset_by": "sent"})
     status, same = await put(http, emu, "/p", "a.txt", b"v2")
     assert same["code"] == "SAME_ASSET_EXISTS_SKIP_UPLOAD"
 
@@ -393,6 +424,158 @@ async def test_shape_options(emu: Emulator, http: aiohttp.ClientSession) -> None
     assert body["file"]["folder"]["name"] == "/a/b/"
     _, body = await put(http, emu, "/", "y.txt", b"abcd")
     assert body["file"]["folder"]["name"] == "/"
+
+
+# ---- switches for undocumented DAM behaviour (docs/dam-api.md §12) ---------------------------
+
+
+async def listed(
+    http: aiohttp.ClientSession, emu: Emulator, **params: str
+) -> tuple[list[str], dict[str, Any]]:
+    """The names a recursive listing shows, and the whole reply."""
+    _, body = await call(http, emu, "GET", "files", params={"recursive": "1", **params})
+    return [f["name"] for f in body["files"]], body
+
+
+async def test_q_match(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    emu.configure({"naming": "suffix"})
+    await put(http, emu, "/", "beta.txt", b"b")
+    for mode, q, found in (
+        ("stored", "beta.txt", 0),  # the stored name is beta-XXXXXXXX.txt
+        ("stored", "BETA-", 1),
+        ("both", "beta.txt", 1),
+        ("words", "beta", 1),
+        ("words", "bet", 0),
+        ("ignored", "nothing like it", 1),
+    ):
+        emu.configure({"q_match": mode})
+        names, body = await listed(http, emu, q=q)
+        assert (len(names), body["info"]["total_files_count"]) == (found, found), (mode, q)
+
+
+@pytest.mark.parametrize("drift", [False, True])
+async def test_page_drift(emu: Emulator, http: aiohttp.ClientSession, drift: bool) -> None:
+    emu.configure({"page_drift": drift})
+    for name in ("a.txt", "b.txt", "c.txt"):
+        await put(http, emu, "/", name, name.encode())
+    page = {"limit": "2", "sort": "created_at:asc"}
+    first, _ = await listed(http, emu, offset="0", **page)
+    await put(http, emu, "/", "d.txt", b"d")  # a file added between two pages
+    second, _ = await listed(http, emu, offset="2", **page)
+    if drift:
+        assert (first, second) == (["c.txt", "b.txt"], ["b.txt", "a.txt"])  # b repeats
+    else:
+        assert (first, second) == (["a.txt", "b.txt"], ["c.txt", "d.txt"])
+
+
+async def test_listing_sha1(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    for setting in (True, False):
+        emu.configure({"listing_sha1": setting})
+        name = f"{setting}.txt"
+        _, uploaded = await put(http, emu, "/h", name, name.encode())
+        assert uploaded["file"]["hash"]["sha1"] == sha1(name.encode())
+        _, details = await call(http, emu, "GET", f"files/{uploaded['file']['uuid']}")
+        assert details["file"]["hash"]["sha1"] == sha1(name.encode())
+        _, body = await listed(http, emu)
+        hashes = {f["name"]: f.get("hash", {}).get("sha1") for f in body["files"]}
+        if setting:
+            assert hashes == {"True.txt": sha1(b"True.txt")}
+        else:
+            assert hashes == {"True.txt": None, "False.txt": None}
+
+
+@pytest.mark.parametrize("noop_conflict", [True, False])
+async def test_noop_rename_and_moves(
+    emu: Emulator, http: aiohttp.ClientSession, noop_conflict: bool
+) -> None:
+    emu.configure({"noop_conflict": noop_conflict})
+    _, a = await put(http, emu, "/n", "a.txt", b"a")
+    _, b = await put(http, emu, "/m", "b.txt", b"b")
+    a_uuid, b_uuid = a["file"]["uuid"], b["file"]["uuid"]
+    folder_uuid = a["file"]["folder"]["uuid"]
+    bulk = {"files_uuids": [b_uuid, a_uuid], "new_folder_name": "/n"}
+    for method, path, body in (
+        ("PATCH", f"files/{a_uuid}", {"name": "a.txt"}),
+        ("PUT", f"files/{a_uuid}/folders/{folder_uuid}", None),
+        ("POST", "files/move", bulk),
+    ):
+        status, reply = await call(http, emu, method, path, json=body)
+        if noop_conflict:
+            assert (status, reply["code"]) == (409, "E801_ALREADY_EXIST"), path
+        else:
+            assert (status, reply["status"]) == (200, "success"), path
+    moved = "/m/b.txt" if noop_conflict else "/n/b.txt"  # a failed bulk move moves nothing
+    assert sorted(r.path for r in emu.files()) == sorted(["/n/a.txt", moved])
+
+
+async def test_denied_permissions(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    _, a = await put(http, emu, "/", "a.txt", b"a")
+    control = f"{emu.url}/_emulator/options"
+    with anyio.fail_after(10):
+        async with aiohttp.ClientSession() as session:
+            deny = {"denied_permissions": ["OBJECTS_LIST", "FILE_RENAME"]}
+            async with session.post(control, json=deny) as response:
+                assert (await response.json())["options"]["denied_permissions"] == [
+                    "OBJECTS_LIST",
+                    "FILE_RENAME",
+                ]
+            async with session.post(control, json={"denied_permissions": ["NOPE"]}) as response:
+                assert response.status == 400
+                assert "denied_permissions" in (await response.json())["msg"]
+    for method, path, permission in (
+        ("GET", "files", "OBJECTS_LIST"),
+        ("PATCH", f"files/{a['file']['uuid']}", "FILE_RENAME"),
+    ):
+        status, body = await call(http, emu, method, path, json={"name": "b.txt"})
+        assert (status, body["status"], body["code"]) == (403, "error", "PERMISSION_DENIED")
+        assert permission in body["msg"]
+    status, _ = await call(http, emu, "GET", f"files/{a['file']['uuid']}")
+    assert status == 200
+    assert (await put(http, emu, "/", "b.txt", b"b"))[0] == 200
+    emu.configure({"denied_permissions": []})
+    assert (await call(http, emu, "GET", "files"))[0] == 200
+    assert emu.stats.statuses[403] == 2
+
+
+def test_every_api_route_needs_a_permission() -> None:
+    routes = {
+        (route.method, route.resource.canonical.removeprefix("/{token}/v4"))
+        for route in make_app(Emulator()).router.routes()
+        if route.resource is not None
+        and route.resource.canonical.startswith("/{token}/v4/")
+        and route.method != "HEAD"
+    }
+    assert set(ROUTE_PERMISSIONS) <= routes
+    # Downloads go through the permalink, for which docs/dam-api.md names no permission.
+    assert routes - set(ROUTE_PERMISSIONS) == {
+        ("GET", "/get/{uuid}"),
+        ("GET", "/get/{uuid}/download"),
+    }
+
+
+async def test_listing_lag(http: aiohttp.ClientSession) -> None:
+    async with serve(token=TOKEN, key=KEY, listing_lag_s=60) as emu:
+        _, uploaded = await put(http, emu, "/lag", "a.txt", b"a")
+        uuid = uploaded["file"]["uuid"]
+        names, body = await listed(http, emu)
+        assert names == []
+        assert body["stats"]["approx_files_count"] == body["info"]["total_files_count"] == 0
+        assert body["base"]["count"]["files_recursive"] == 0
+        assert (await listed(http, emu, q="a.txt"))[0] == []
+        status, details = await call(http, emu, "GET", f"files/{uuid}")
+        assert (status, details["file"]["name"]) == (200, "a.txt")  # details are live
+        _, folders = await call(http, emu, "GET", "folders")
+        assert [f["count"]["files_recursive"] for f in folders["folders"]] == [1]  # live too
+        emu.configure({"listing_lag_s": 0.3})  # a shorter lag applies to queued changes
+        with anyio.fail_after(5):
+            while not names:
+                await anyio.sleep(0.05)
+                names, body = await listed(http, emu)
+        assert names == ["a.txt"]
+        assert body["stats"]["approx_files_count"] == body["base"]["count"]["files_recursive"] == 1
+        emu.configure({"listing_lag_s": 0})
+        await put(http, emu, "/lag", "b.txt", b"b")
+        assert (await listed(http, emu))[0] == ["a.txt", "b.txt"]  # live again at once
 
 
 @pytest.mark.parametrize("style", ["seconds", "date", "none"])
@@ -534,20 +717,72 @@ async def test_control_endpoints(emu: Emulator, http: aiohttp.ClientSession) -> 
     assert emu.snapshot() == {}
 
 
-def test_cli_rejects_bad_values() -> None:
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--error-rate", "3"], "error_rate"),
+        (["--deny", "FILE_LIST"], "unknown permission 'FILE_LIST'"),
+        (["--listing-lag-s", "-1"], "listing_lag_s"),
+        (["--sort", "x"], "--sort"),
+    ],
+)
+def test_cli_rejects_bad_values(
+    args: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as caught:
-        run(["--error-rate", "3"])
+        run(args)
     assert caught.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+def test_cli_names_every_unknown_with_the_options_defaults() -> None:
+    parser = build_parser()
+    text = parser.format_help()
+    assert "undocumented behaviour (docs/dam-api.md §12)" in text
+    flags = {
+        "--q-match": "q_match",
+        "--listing-lag-s": "listing_lag_s",
+        "--rename-info-name": "rename_info_name",
+        "--updated-after": "updated_after",
+        "--sort": "sort",
+        "--page-drift": "page_drift",
+        "--no-listing-sha1": "listing_sha1",
+        "--no-noop-conflict": "noop_conflict",
+        "--same-asset-by": "same_asset_by",
+        "--deny": "deny",
+    }
+    defaults = Options().as_dict()
+    args = vars(parser.parse_args([]))
+    for flag, dest in flags.items():
+        assert flag in text
+        assert args[dest] == defaults.get(dest, defaults["denied_permissions"]), flag
 
 
 async def test_command_line_serves_until_sigterm() -> None:
-    async with emulator_command("--token", "t", "--key", "k") as (process, line):
+    unknowns = ["--q-match", "words", "--listing-lag-s", "0.5", "--rename-info-name", "rewritten"]
+    unknowns += ["--updated-after", "exact", "--sort", "honoured", "--page-drift"]
+    unknowns += ["--no-listing-sha1", "--no-noop-conflict", "--deny", "FILE_MOVE"]
+    async with emulator_command("--token", "t", "--key", "k", *unknowns) as (process, line):
         match = re.fullmatch(r"emulator listening on (http://127\.0\.0\.1:\d+) token=t\n", line)
         assert match, line
         async with aiohttp.ClientSession(headers={"X-Filerobot-Key": "k"}) as http:
             with anyio.fail_after(10):
                 async with http.get(f"{match[1]}/t/v4/files") as response:
                     assert response.status == 200
+                async with http.get(f"{match[1]}/_emulator/options") as response:
+                    options = (await response.json())["options"]
+        assert options == {
+            **Options().as_dict(),
+            "q_match": "words",
+            "listing_lag_s": 0.5,
+            "rename_info_name": "rewritten",
+            "updated_after": "exact",
+            "sort": "honoured",
+            "page_drift": True,
+            "listing_sha1": False,
+            "noop_conflict": False,
+            "denied_permissions": ["FILE_MOVE"],
+        }
         process.send_signal(signal.SIGTERM)
         with anyio.fail_after(10):
             assert await process.wait() == 0

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from syncd.emulator.blobs import Blobs
 from syncd.emulator.faults import Faults, TokenBucket
 from syncd.emulator.formdata import FormReader, boundary_of, disposition
-from syncd.emulator.model import EmulatorError, normalize_folder
+from syncd.emulator.model import EmulatorError, FolderCounts, normalize_folder
 from syncd.emulator.options import Options
+from syncd.emulator.permissions import PERMISSIONS, ROUTE_PERMISSIONS, denied
 from syncd.emulator.shapes import iso_ms, parse_sort, parse_time_ms, pretty_size
 from syncd.emulator.store import Store
 
@@ -34,11 +38,12 @@ def make_store(clock: FakeClock | None = None, **options: object) -> Store:
     )
 
 
-def up(store: Store, folder: str, name: str, data: bytes = b"x") -> str:
-    import hashlib
+def sha1(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()
 
-    sha1 = hashlib.sha1(data).hexdigest()
-    return store.upload(folder, name, sha1=sha1, size=len(data), content=data).uuid
+
+def up(store: Store, folder: str, name: str, data: bytes = b"x") -> str:
+    return store.upload(folder, name, sha1=sha1(data), size=len(data), content=data).uuid
 
 
 def test_counters_follow_adds_removes_and_moves() -> None:
@@ -61,7 +66,7 @@ def test_counters_follow_adds_removes_and_moves() -> None:
 
 
 def test_listing_is_cached_until_a_mutation() -> None:
-    store = make_store()
+    store = make_store(sort="honoured")
     for i in range(5):
         up(store, "/x", f"{i}.txt", str(i).encode())
     first = store.list_files(store.root, recursive=True)
@@ -101,14 +106,21 @@ def test_override_replaces_the_asset_with_a_new_uuid() -> None:
     assert store.blobs.get(second) == b"two"
 
 
-def test_suffix_naming_compares_original_names_only_for_identical_content() -> None:
-    store = make_store(naming="suffix", same_name="refuse")
+@pytest.mark.parametrize("same_asset_by", ["stored", "sent"])
+def test_suffix_naming_skips_identical_content_only_when_names_sent_compare(
+    same_asset_by: str,
+) -> None:
+    store = make_store(naming="suffix", same_name="refuse", same_asset_by=same_asset_by)
     uuid = up(store, "/", "photo.jpg", b"one")
     stored = store.file(uuid)
     assert stored is not None
     assert re.fullmatch(r"photo-[A-Za-z0-9]{8}\.jpg", stored.name)
     other = up(store, "/", "photo.jpg", b"two")  # random names: no same-name refusal
     assert other != uuid
+    if same_asset_by == "stored":
+        # A fresh random name matches no stored name: identical content is stored again.
+        assert up(store, "/", "photo.jpg", b"one") not in (uuid, other)
+        return
     with pytest.raises(EmulatorError) as caught:
         up(store, "/", "photo.jpg", b"one")
     assert caught.value.code == "SAME_ASSET_EXISTS_SKIP_UPLOAD"
@@ -259,3 +271,232 @@ async def test_form_reader_rejects_truncated_bodies() -> None:
     with pytest.raises(EmulatorError):
         boundary_of("application/json")
     assert disposition("form-data; name=f; filename*=utf-8''%E6%97%A5.txt") == ("f", "日.txt")
+
+
+# ---- switches for undocumented DAM behaviour (docs/dam-api.md §12) --------------------------
+
+
+def listed(store: Store, folder: str = "/", **query: Any) -> list[str]:
+    """The paths a recursive listing of `folder` shows, in order."""
+    found = store.folder(folder)
+    assert found is not None
+    return [f.path for f in store.list_files(found, recursive=True, **query).files]
+
+
+def test_q_match_modes() -> None:
+    store = make_store(sort="honoured")
+    up(store, "/", "Summer Sale.jpg", b"1")
+    up(store, "/", "presale-2024.png", b"2")
+    beach = store.file(up(store, "/", "holiday.jpg", b"3"))
+    assert beach is not None
+    store.rename(beach, "beach.jpg")  # info.name stays holiday.jpg
+    every = ["/Summer Sale.jpg", "/presale-2024.png", "/beach.jpg"]
+    expected = {
+        "stored": {"SALE": every[:2], "holiday": [], "beach": ["/beach.jpg"]},
+        "both": {"SALE": every[:2], "holiday": ["/beach.jpg"], "beach": ["/beach.jpg"]},
+        "words": {"SALE": ["/Summer Sale.jpg"], "2024": ["/presale-2024.png"], "sale.jpg": []},
+        "ignored": {"SALE": every, "nothing like it": every},
+    }
+    for mode, searches in expected.items():
+        store.options.q_match = mode  # type: ignore[assignment]
+        for q, paths in searches.items():
+            assert listed(store, q=q) == paths, (mode, q)
+
+
+def test_updated_after_modes() -> None:
+    clock = FakeClock(1_700_000_000.0)
+    store = make_store(clock, sort="honoured")
+    a = store.file(up(store, "/", "a.txt", b"a"))
+    assert a is not None
+    clock.now += 0.5  # same second as `a`
+    up(store, "/", "b.txt", b"b")
+    clock.now += 1.0  # the next second
+    up(store, "/", "c.txt", b"c")
+    after = float(a.modified_ms)
+    expected = {
+        "exact": ["/b.txt", "/c.txt"],
+        "second": ["/c.txt"],  # b changed in the threshold's own second: missed
+        "ignored": ["/a.txt", "/b.txt", "/c.txt"],
+    }
+    for mode, paths in expected.items():
+        store.options.updated_after = mode  # type: ignore[assignment]
+        assert listed(store, updated_after_ms=after) == paths, mode
+
+
+def test_sort_and_page_drift() -> None:
+    clock = FakeClock()
+    store = make_store(clock)
+    for name in ("b.txt", "a.txt", "c.txt"):
+        clock.now += 1
+        up(store, "/", name, name.encode())
+    by_created = listed(store, sort=("created_at", False))
+    by_name_desc = listed(store, sort=("name", True))
+    assert by_created == by_name_desc == ["/a.txt", "/b.txt", "/c.txt"]  # filename:asc
+    store.options.sort = "honoured"
+    assert listed(store, sort=("created_at", False)) == ["/b.txt", "/a.txt", "/c.txt"]
+    assert listed(store, sort=("name", True)) == ["/c.txt", "/b.txt", "/a.txt"]
+    store.options.page_drift = True  # newest first, whatever is asked
+    for sort in (("name", False), ("created_at", False)):
+        assert listed(store, sort=sort) == ["/c.txt", "/a.txt", "/b.txt"]
+
+
+@pytest.mark.parametrize("rule", ["kept", "rewritten"])
+def test_rename_info_name(rule: str) -> None:
+    store = make_store(rename_info_name=rule)
+    f = store.file(up(store, "/", "a.txt", b"a"))
+    assert f is not None
+    store.rename(f, "b.png")
+    store.rename(f, "c.png")
+    assert (f.name, f.client_name) == ("c.png", "c.png")  # what the client asked for, always
+    if rule == "kept":
+        assert (f.original_name, f.info_type) == ("a.txt", "text/plain")
+    else:
+        assert (f.original_name, f.info_type) == ("c.png", "image/png")
+    # Same-name collisions of an upload still follow the stored name.
+    assert up(store, "/", "a.txt", b"other") != f.uuid
+    assert len(store.all_files()) == 2
+
+
+def test_noop_conflict_on_rename_and_moves() -> None:
+    store = make_store()
+    a, b = (store.file(up(store, f"/{d}", f"{d}.txt", d.encode())) for d in "de")
+    d, e = store.folder("/d"), store.folder("/e")
+    assert a is not None
+    assert b is not None
+    assert d is not None
+    assert e is not None
+    for refused in (
+        lambda: store.rename(a, "d.txt"),
+        lambda: store.move([a], d),
+        lambda: store.move([b, a], d),  # bulk: all or none, so b stays too
+    ):
+        with pytest.raises(EmulatorError) as caught:
+            refused()
+        assert (caught.value.status, caught.value.code) == (409, "E801_ALREADY_EXIST")
+        assert caught.value.extra["existing_file_uuid"] == a.uuid
+    assert (a.folder, b.folder, a.version) == (d, e, 1)
+    mutations = store.mutations
+    store.options.noop_conflict = False
+    assert store.rename(a, "d.txt") is a
+    assert store.move([b, a], d) == [b, a]
+    assert (a.path, b.path) == ("/d/d.txt", "/d/e.txt")
+    assert store.mutations > mutations
+
+
+def test_listing_lag_shows_the_past_and_details_the_present() -> None:
+    clock = FakeClock()
+    store = make_store(clock, listing_lag_s=10.0, sort="honoured")
+    a = up(store, "/d", "a.txt", b"a")
+    d = store.folder("/d")
+    assert d is not None
+    assert listed(store) == []
+    assert store.file(a) is not None  # details are live
+    clock.now += 9.999
+    assert listed(store, q="a") == []
+    clock.now += 0.001
+    assert listed(store) == listed(store, q="a") == ["/d/a.txt"]
+
+    # A rename, a move, a new version and a delete each show once 10 s old, and the
+    # listing keeps the state it had: a snapshot, not the live record.
+    file_a = store.file(a)
+    assert file_a is not None
+    store.rename(file_a, "b.txt")
+    before = store.list_files(store.root, recursive=True).files[0]
+    assert (before.name, file_a.name) == ("a.txt", "b.txt")
+    clock.now += 5
+    store.move([file_a], store.ensure_folder("/e"))
+    clock.now += 5
+    assert listed(store) == ["/d/b.txt"]
+    clock.now += 5
+    assert listed(store) == ["/e/b.txt"]
+    store.options.same_name = "version"
+    up(store, "/e", "b.txt", b"version 2")
+    assert store.list_files(store.root, recursive=True).files[0].sha1 == sha1(b"a")
+    clock.now += 10
+    assert store.list_files(store.root, recursive=True).files[0].sha1 == sha1(b"version 2")
+    store.delete_files([a])
+    assert listed(store) == ["/e/b.txt"]
+    assert listed(store, updated_after_ms=0) == ["/e/b.txt"]
+    clock.now += 10
+    assert listed(store) == []
+
+
+def test_listing_lag_counts_follow_the_same_view() -> None:
+    clock = FakeClock()
+    store = make_store(clock, listing_lag_s=1.0)
+    up(store, "/p/q", "1.txt", b"12345")
+    clock.now += 1
+    up(store, "/p", "2.txt", b"123")
+    p = store.folder("/p")
+    q = store.folder("/p/q")
+    assert p is not None
+    assert q is not None
+    listing = store.list_files(p)
+    assert listing.files == []
+    assert (listing.counts(p), listing.counts(q)) == (FolderCounts(1, 0, 5), FolderCounts(1, 1, 5))
+    assert p.counts() == FolderCounts(2, 1, 8)  # the folders themselves are live
+    clock.now += 1
+    listing = store.list_files(p)
+    assert [f.name for f in listing.files] == ["2.txt"]
+    assert listing.counts(p) == FolderCounts(2, 1, 8)
+    assert listing.counts(store.root).bytes_recursive == 8
+
+
+def test_listing_lag_changed_at_runtime() -> None:
+    clock = FakeClock()
+    store = make_store(clock, sort="honoured")
+    up(store, "/", "a.txt", b"a")
+    listing = store.list_files(store.root)
+    store.options.listing_lag_s = 10.0  # lagging starts from the project as it is now
+    assert store.list_files(store.root) is not listing
+    assert listed(store) == ["/a.txt"]
+    up(store, "/", "b.txt", b"b")
+    clock.now += 5
+    up(store, "/", "c.txt", b"c")
+    assert listed(store) == ["/a.txt"]
+    store.options.listing_lag_s = 5.0  # a shorter lag applies to queued changes too
+    assert listed(store) == ["/a.txt", "/b.txt"]
+    store.options.listing_lag_s = 0.0  # live again, at once
+    assert listed(store) == ["/a.txt", "/b.txt", "/c.txt"]
+    store.options.listing_lag_s = 5.0
+    store.clear()  # a reset is visible at once
+    assert listed(store) == []
+
+
+def test_options_of_undocumented_behaviour_validate() -> None:
+    names: Any = ("FILE_RENAME", "FILE_RENAME", "DIR_DELETE")
+    options = Options(denied_permissions=names)
+    assert options.denied_permissions == ["FILE_RENAME", "DIR_DELETE"]
+    assert json.loads(json.dumps(options.as_dict())) == options.as_dict()
+    options.update({"listing-lag-s": 1, "q_match": "words", "page_drift": True})
+    assert (options.listing_lag_s, options.q_match, options.page_drift) == (1.0, "words", True)
+    bad_values = {
+        "q_match": "fuzzy",
+        "listing_lag_s": -1,
+        "rename_info_name": "maybe",
+        "updated_after": "minute",
+        "sort": "asc",
+        "page_drift": "yes",
+        "listing_sha1": 0,
+        "noop_conflict": None,
+        "denied_permissions": "FILE_RENAME",
+    }
+    for key, value in bad_values.items():
+        with pytest.raises(ValueError, match=key):
+            options.update({key: value})
+    for lag in (float("nan"), float("inf"), "1", True):
+        with pytest.raises(ValueError, match="listing_lag_s"):
+            options.update({"listing_lag_s": lag})
+    with pytest.raises(ValueError, match=r"denied_permissions: unknown permission 'FILE_LIST'"):
+        options.update({"denied_permissions": ["OBJECTS_LIST", "FILE_LIST"]})
+    assert options.denied_permissions == ["FILE_RENAME", "DIR_DELETE"]
+
+
+def test_permission_map() -> None:
+    assert set(ROUTE_PERMISSIONS.values()) <= set(PERMISSIONS)
+    refused = denied(["FILE_RENAME"], "PATCH", "/files/{uuid}")
+    assert refused is not None
+    assert (refused.status, refused.code) == (403, "PERMISSION_DENIED")
+    assert "FILE_RENAME" in refused.msg
+    assert denied(["FILE_RENAME"], "GET", "/files/{uuid}") is None
+    assert denied([], "PATCH", "/files/{uuid}") is None

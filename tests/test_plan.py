@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from syncd.match import view
 from syncd.model import Action, Known, LocalFile, Op, RemoteFile
-from syncd.plan import DeletePolicy, group_remote, needs_hash, pair_moves, plan, stat_changes
+from syncd.plan import DeletePolicy, needs_hash, pair_moves, plan, stat_changes
 
 
 def lf(path: str, size: int = 10, mtime: int = 1, inode: int = 1, sha1: str | None = None):
@@ -18,6 +19,11 @@ def kn(path: str, uuid: str, size: int = 10, mtime: int = 1, inode: int = 1, sha
 
 def rf(path: str, uuid: str, sha1: str | None = "aa", size: int | None = 10):
     return RemoteFile(uuid, path, path.rpartition("/")[2], "/r", sha1, size)
+
+
+def full(local, known, remote, policy=None):
+    """Plan against a DAM listing, matched the way `syncd.folder` matches it."""
+    return plan(local, known, view(remote, known, local), policy or DeletePolicy())
 
 
 def ops(actions: list[Action]) -> set[tuple[str, str]]:
@@ -124,27 +130,27 @@ FULL = [
 
 @pytest.mark.parametrize(("local", "known", "remote", "expected"), FULL)
 def test_full(local, known, remote, expected):
-    result = plan(local, known, group_remote(remote), DEFAULT)
+    result = full(local, known, remote)
     assert ops(result.actions) == expected
 
 
 def test_unknown_remote_files_are_counted_not_deleted():
-    remote = group_remote([rf("a", "u1"), rf("a", "u2"), rf("x", "r9")])
-    result = plan({"a": lf("a")}, {"a": kn("a", "u1")}, remote, DEFAULT)
+    remote = [rf("a", "u1"), rf("a", "u2"), rf("x", "r9")]
+    result = full({"a": lf("a")}, {"a": kn("a", "u1")}, remote)
     assert result.actions == []
     assert result.unknown_kept == 2
 
 
 def test_adopt_carries_uuid_and_remote_sha1():
-    (action,) = plan({"a": lf("a", sha1="aa")}, {}, group_remote([rf("a", "r1")]), DEFAULT).actions
+    (action,) = full({"a": lf("a", sha1="aa")}, {}, [rf("a", "r1")]).actions
     assert action == Action(Op.ADOPT, "a", lf("a", sha1="aa"), "r1", "aa")
 
 
 def test_unknown_content_at_the_path_is_replaced_only_with_delete_unknown():
-    remote = group_remote([rf("a", "r1")])
-    kept = plan({"a": lf("a", sha1="bb")}, {}, remote, DEFAULT)
+    remote = [rf("a", "r1")]
+    kept = full({"a": lf("a", sha1="bb")}, {}, remote)
     assert (kept.actions[0].op, kept.actions[0].uuid, kept.unknown_kept) == (Op.UPLOAD, None, 1)
-    replaced = plan({"a": lf("a", sha1="bb")}, {}, remote, DeletePolicy(delete_unknown=True))
+    replaced = full({"a": lf("a", sha1="bb")}, {}, remote, DeletePolicy(delete_unknown=True))
     assert (replaced.actions[0].op, replaced.actions[0].uuid) == (Op.REPLACE, "r1")
 
 
@@ -158,15 +164,15 @@ def test_foreign_assets_are_never_deleted_or_replaced():
 
 def test_delete_unknown_deletes_remote_only_files():
     policy = DeletePolicy(delete_unknown=True)
-    result = plan({"a": lf("a")}, {}, group_remote([rf("x", "r9")]), policy)
+    result = full({"a": lf("a")}, {}, [rf("x", "r9")], policy)
     assert ops(result.actions) == {("upload", "a"), ("delete", "x")}
 
 
 def test_own_duplicate_is_removed():
     known = {"a": kn("a", "u1")}
-    remote = group_remote([rf("a", "u1"), rf("b", "u2")])
+    remote = [rf("a", "u1"), rf("b", "u2")]
     known["b"] = kn("b", "u2")
-    result = plan({"a": lf("a")}, known, remote, DEFAULT)
+    result = full({"a": lf("a")}, known, remote)
     assert ops(result.actions) == {("delete", "b")}
 
 
@@ -235,8 +241,8 @@ def test_protected_paths_are_never_deleted():
     ],
 )
 def test_needs_hash(local, known, remote, expected):
-    grouped = None if remote is None else group_remote(remote)
-    assert needs_hash(local, known, grouped) == expected
+    matched = None if remote is None else view(remote, known, local)
+    assert needs_hash(local, known, matched) == expected
 
 
 def test_stat_changes_finds_changed_new_and_gone():
@@ -282,7 +288,7 @@ def test_partial_inputs_use_the_folder_totals():
 def test_a_renamed_file_becomes_a_move_that_keeps_the_uuid(old, new):
     known = {old: kn(old, "u1", inode=42), "other": kn("other", "u2", inode=7)}
     local = {new: lf(new, inode=42), "other": lf("other", inode=7)}
-    for remote in (None, group_remote([rf(old, "u1"), rf("other", "u2")])):
+    for remote in (None, view([rf(old, "u1"), rf("other", "u2")], known, local)):
         result = plan(local, known, remote, DEFAULT)
         assert [(a.op, a.path, a.source, a.uuid) for a in result.actions] == [
             (Op.MOVE, new, old, "u1")
@@ -299,3 +305,114 @@ def test_a_renamed_and_edited_file_is_not_a_move():
 def test_pair_moves_never_moves_a_foreign_asset():
     gone = {"a": Known("a", 10, 1, 42, "aa", "x", "aa", foreign=True)}
     assert pair_moves(gone, {"b": lf("b", inode=42)}) == []
+
+
+def remote(path, uuid, *, name=None, info_name=None, sha1="aa", size=10):
+    head = path.rpartition("/")[0]
+    stored = name or path.rpartition("/")[2]
+    at = f"{head}/{stored}" if head else stored
+    return RemoteFile(uuid, at, stored, "/r", sha1, size, info_name)
+
+
+@pytest.mark.parametrize(
+    "asset",
+    [
+        pytest.param(remote("renamed.jpg", "u1", info_name="photo.jpg"), id="info.name kept"),
+        pytest.param(remote("x/f.jpg", "u1", name="f-AbCd1234.jpg"), id="suffix naming"),
+        pytest.param(remote("x/f.jpg", "u1", name="0" * 32 + ".jpg"), id="random naming"),
+    ],
+)
+def test_an_asset_known_by_uuid_is_in_sync_whatever_its_names_say(asset):
+    path = "renamed.jpg" if asset.info_name else "x/f.jpg"
+    result = full({path: lf(path)}, {path: kn(path, "u1")}, [asset])
+    assert result.actions == []
+    assert result.unknown_kept == 0
+
+
+def test_a_rename_whose_state_write_was_lost_is_adopted_not_repeated():
+    # The DAM renamed u1 to b.jpg; the state still says a.jpg (a crash in between).
+    known = {"a.jpg": kn("a.jpg", "u1", inode=42)}
+    local = {"b.jpg": lf("b.jpg", inode=42)}
+    result = full(local, known, [remote("b.jpg", "u1", info_name="a.jpg")])
+    assert {(a.op, a.path, a.uuid) for a in result.actions} == {
+        (Op.ADOPT, "b.jpg", "u1"),
+        (Op.FORGET, "a.jpg", "u1"),
+    }
+
+
+def test_an_asset_renamed_on_the_dam_is_put_back_keeping_its_uuid():
+    known = {"d/a.jpg": kn("d/a.jpg", "u1")}
+    result = full({"d/a.jpg": lf("d/a.jpg")}, known, [remote("e/zz.jpg", "u1")])
+    (action,) = result.actions
+    assert (action.op, action.path, action.uuid, action.source, action.remote_path) == (
+        Op.MOVE,
+        "d/a.jpg",
+        "u1",
+        None,
+        "e/zz.jpg",
+    )
+
+
+def test_a_swap_is_two_moves():
+    known = {"a": kn("a", "ua", inode=1, mtime=1), "b": kn("b", "ub", inode=2, mtime=2)}
+    local = {"a": lf("a", inode=2, mtime=2), "b": lf("b", inode=1, mtime=1)}
+    for listing in (None, view([rf("a", "ua"), rf("b", "ub")], known, local)):
+        result = plan(local, known, listing, DEFAULT)
+        assert {(a.op, a.path, a.uuid, a.source) for a in result.actions} == {
+            (Op.MOVE, "a", "ub", "b"),
+            (Op.MOVE, "b", "ua", "a"),
+        }
+
+
+def test_a_file_moved_over_another_takes_its_place_and_the_old_asset_goes():
+    known = {"a": kn("a", "ua", inode=1, mtime=1), "b": kn("b", "ub", inode=2, mtime=2)}
+    local = {"b": lf("b", inode=1, mtime=1)}
+    result = plan(local, known, None, DeletePolicy(force=True))
+    assert {(a.op, a.path, a.uuid) for a in result.actions} == {
+        (Op.MOVE, "b", "ua"),
+        (Op.DELETE, "b", "ub"),
+    }
+
+
+def test_a_path_whose_file_moved_away_and_was_recreated_uploads_anew():
+    known = {"a": kn("a", "ua", inode=1, mtime=1)}
+    local = {"a": lf("a", size=5, inode=9, mtime=9), "b": lf("b", inode=1, mtime=1)}
+    result = plan(local, known, None, DEFAULT)
+    assert {(a.op, a.path, a.uuid) for a in result.actions} == {
+        (Op.MOVE, "b", "ua"),
+        (Op.UPLOAD, "a", None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "foreign"),
+    [
+        (remote("b.jpg", "u1", info_name="a.jpg"), False),  # syncd's own rename
+        (remote("a.jpg", "u1", name="a-XyZ12345.jpg"), False),  # suffix naming
+        (remote("a.jpg", "u9"), True),  # an asset syncd does not know
+        (remote("zz.jpg", "u1"), True),  # renamed by someone else
+        (remote("b.jpg", "u1", sha1="ff"), True),  # other content
+        (remote("b.jpg", "u1", sha1=None, size=99), True),  # no sha1, other size
+        (remote("b.jpg", "u1", sha1=None), False),  # no sha1, same size
+    ],
+)
+def test_foreign_change_goes_by_uuid(change, foreign):
+    from syncd.plan import foreign_change
+
+    row = kn("a.jpg" if change.name.startswith("a") else "b.jpg", "u1")
+    assert (foreign_change([change], {"u1": row}) is not None) is foreign
+
+
+def test_an_unknown_asset_holding_the_new_content_replaces_the_outdated_one():
+    # A replacement cut short (uploaded aside under a temporary name, then a crash).
+    known = {"a.txt": kn("a.txt", "old", sha1="aa")}
+    local = {"a.txt": lf("a.txt", size=20, mtime=2)}
+    listing = [rf("a.txt", "old"), remote("a.syncd-1234abcd.txt", "new", sha1="bb", size=20)]
+    matched = view(listing, known, local)
+    assert needs_hash(local, known, matched) == ["a.txt"]
+    local["a.txt"] = lf("a.txt", size=20, mtime=2, sha1="bb")
+    result = plan(local, known, matched, DEFAULT)
+    assert {(a.op, a.path, a.uuid, a.remote_path) for a in result.actions} == {
+        (Op.MOVE, "a.txt", "new", "a.syncd-1234abcd.txt"),  # renamed into place
+        (Op.DELETE, "a.txt", "old", None),  # before the move: it holds the name
+    }

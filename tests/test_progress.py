@@ -65,6 +65,7 @@ def test_summary_as_dict():
         "deleted": 2,
         "moved": 0,
         "adopted": 4,
+        "strays_deleted": 0,
         "unchanged": 5,
         "hashed": 6,
         "skipped": 1,

@@ -116,7 +116,7 @@ async def test_first_run_uploads_everything(emulator, tmp_path, root):
     assert summary.bytes == sum(map(len, TREE.values()))
     assert out == ""
     assert dam_tree(emulator, REMOTE) == local_tree(root)
-    uuids = {r.original_path[len(REMOTE) + 1 :]: r.uuid for r in emulator.files()}
+    uuids = {r.client_path[len(REMOTE) + 1 :]: r.uuid for r in emulator.files()}
     assert known(config, root) == uuids
 
 
@@ -223,7 +223,7 @@ async def test_first_run_adopts_identical_files_already_on_the_dam(emulator, tmp
     assert emulator.stats.uploads_committed == committed
     assert set(during()) == {GET}
     assert known(config, root) == {
-        r.original_path[len(REMOTE) + 1 :]: r.uuid for r in emulator.files()
+        r.client_path[len(REMOTE) + 1 :]: r.uuid for r in emulator.files()
     }
     again, _ = await sync(config)
     assert (again.adopted, again.uploaded, again.hashed) == (0, 0, 0)
@@ -336,7 +336,8 @@ async def test_unknown_files_are_deleted_with_delete_unknown(emulator, tmp_path,
 
 
 async def test_duplicates_of_a_path_are_deleted_with_delete_unknown(emulator, tmp_path, root):
-    emulator.configure({"naming": "suffix"})
+    # Rewritten, so the renamed asset's info.name (its path under suffix naming) is a.txt.
+    emulator.configure({"naming": "suffix", "rename_info_name": "rewritten"})
     await put_on_dam(emulator, REMOTE, "a.txt", TREE["a.txt"])
     uuid = await put_on_dam(emulator, REMOTE, "stray.txt", b"an older a.txt")
     stray = emulator.store.file(uuid)
@@ -600,7 +601,7 @@ async def test_an_identical_asset_elsewhere_is_adopted_but_never_deleted(emulato
     (root / "copy.png").unlink()
     summary, _ = await sync(config)
     assert summary.deleted == 0
-    assert "/marketing/logo.png" in {r.original_path for r in emulator.files()}
+    assert "/marketing/logo.png" in {r.client_path for r in emulator.files()}
     assert "copy.png" not in known(config, root)
 
 

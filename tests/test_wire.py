@@ -96,9 +96,10 @@ def item(**over):
         ({"folder": {"uuid": "f", "name": "/"}}, "/", "c.jpg", 4096),
         ({"folder": {"uuid": "f", "name": "/x/y"}}, "/", "x/y/c.jpg", 4096),
         (
+            # The path is folder + the stored name; info.name is only a hint.
             {"name": "c-7brqJR8K.jpg", "info": {"name": "c.jpg"}},
             "/assets",
-            "a/b/c.jpg",
+            "a/b/c-7brqJR8K.jpg",
             4096,
         ),
         ({"folder": None, "url": {"path": "/assets/q/c.jpg"}}, "/assets", "q/c.jpg", 4096),

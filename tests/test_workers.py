@@ -130,7 +130,7 @@ async def test_uploads_are_recorded_with_uuid_and_sha1(rig):
     assert summary.failed == []
     assert summary.uploaded == len(files)
     assert summary.bytes == sum(map(len, files.values()))
-    by_path = {r.original_path: r for r in rig.emu.files()}
+    by_path = {r.client_path: r for r in rig.emu.files()}
     assert dam_tree(rig.emu, REMOTE) == local_tree(rig.root)
     assert rig.known() == {
         rel: (by_path[f"{REMOTE}/{rel}"].uuid, sha1(data)) for rel, data in files.items()
@@ -199,7 +199,7 @@ async def test_replace_when_the_project_refuses_same_names(rig, name):
     assert summary.failed == []
     assert summary.updated == 1
     (rec,) = rig.emu.files()  # uploaded aside, old deleted, new renamed into place
-    assert (rec.name, rec.original_name, rec.folder) == (name, name, f"{REMOTE}/d")
+    assert (rec.name, rec.folder) == (name, f"{REMOTE}/d")
     assert rec.sha1 == sha1(b"brand new")
     assert rec.uuid != old_uuid
     assert rig.known() == {f"d/{name}": (rec.uuid, sha1(b"brand new"))}
@@ -440,7 +440,7 @@ async def test_a_replace_reset_after_commit_ends_as_one_asset(rig, same_name):
     assert summary.failed == []
     assert rig.emu.stats.faults["reset_after_commit"] == 1
     (rec,) = rig.emu.files()
-    assert (rec.original_name, rec.sha1) == ("x.txt", sha1(b"new!"))
+    assert (rec.name, rec.sha1) == ("x.txt", sha1(b"new!"))
     assert (rec.uuid == old_uuid) is (same_name == "version")
     assert rig.known() == {"x.txt": (rec.uuid, sha1(b"new!"))}
 

@@ -1,12 +1,13 @@
 """A local emulator of the part of the Scaleflex DAM (Filerobot) v4 HTTP API that syncd uses,
 for tests, the demo and benchmarks: a real aiohttp server on loopback with the project
-policies of dam-api.md §2.3, fault injection and an unauthenticated `/_emulator/` control API.
+policies of docs/dam-api.md §2.3, fault injection and an unauthenticated `/_emulator/` control API.
 
-Modules: `options` (runtime settings), `model` (records, errors, path rules), `policies`
-(upload rules), `store` (the in-memory DAM), `blobs` (content), `shapes` (wire format),
-`faults` (fault injection), `formdata` (multipart reader), `handlers` and `uploads`
-(request handlers), `app` (routes and middleware), `server` (`Emulator`, `serve`) and `cli`
-(`run`).
+Modules: `options` (runtime settings, including switches for undocumented DAM behaviour),
+`model` (records, errors, path rules), `policies` (upload and listing rules), `store` (the
+in-memory DAM), `index` (listing filters and the lagging listing index), `blobs` (content),
+`shapes` (wire format), `permissions` (key permissions per route), `faults` (fault
+injection), `formdata` (multipart reader), `handlers` and `uploads` (request handlers),
+`app` (routes and middleware), `server` (`Emulator`, `serve`) and `cli` (`run`).
 
 Example:
     ```python

@@ -1,5 +1,5 @@
 """The emulator's aiohttp application: the route table, the API middleware (token check,
-authentication, fault injection, error bodies, statistics) and the unauthenticated
+authentication, permissions, fault injection, error bodies, statistics) and the unauthenticated
 `/_emulator/` control endpoints."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from syncd.emulator import handlers as h
 from syncd.emulator.faults import Faults
 from syncd.emulator.handlers import EMULATOR, emulator_of, error_reply, reply
 from syncd.emulator.model import EmulatorError
+from syncd.emulator.permissions import denied
 from syncd.emulator.server import Emulator
 from syncd.emulator.uploads import DropConnection, upload_multipart, upload_stream
 
@@ -40,8 +41,11 @@ def _from_http_exception(exc: web.HTTPException) -> EmulatorError:
     return EmulatorError(exc.status, exc.reason.upper().replace(" ", "_"), exc.reason, hint)
 
 
-async def _guarded(request: web.Request, handler: _Handler, emu: Emulator) -> web.StreamResponse:
-    """Run an API handler behind the token check, authentication and injected faults."""
+async def _guarded(
+    request: web.Request, handler: _Handler, emu: Emulator, route: str
+) -> web.StreamResponse:
+    """Run an API handler behind the token check, authentication, the key's permissions and
+    injected faults."""
     if emu.options.slow_ms > 0:
         await anyio.sleep(emu.options.slow_ms / 1000)
     if request.match_info.get("token") != emu.token:
@@ -51,6 +55,8 @@ async def _guarded(request: web.Request, handler: _Handler, emu: Emulator) -> we
     if emu.key_revoked:
         # Echoing the key is what some APIs do; syncd must mask it wherever it shows up.
         raise EmulatorError(401, "KEY_EXPIRED", f"key {emu.key} was revoked", "use a new key")
+    if (refused := denied(emu.options.denied_permissions, request.method, route)) is not None:
+        raise refused
     if (limited := emu.faults.rate_limited()) is not None:
         emu.stats.rate_limited += 1
         raise limited
@@ -69,11 +75,12 @@ async def _api_middleware(request: web.Request, handler: _Handler) -> web.Stream
     if pattern is not None and pattern.startswith("/_emulator/"):
         return await handler(request)
     emu = emulator_of(request)
-    is_api = pattern is not None and pattern.startswith(_API)
-    emu.stats.requests[f"{request.method} {pattern if is_api else '(unrouted)'}"] += 1
+    # The route below /{token}/v4, such as /files/{uuid}; None for anything else.
+    route = pattern[len(_API) :] if pattern is not None and pattern.startswith(_API) else None
+    emu.stats.requests[f"{request.method} {pattern if route is not None else '(unrouted)'}"] += 1
     try:
-        if is_api:
-            response = await _guarded(request, handler, emu)
+        if route is not None:
+            response = await _guarded(request, handler, emu, route)
         else:
             response = await handler(request)
     except EmulatorError as error:

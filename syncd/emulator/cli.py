@@ -17,7 +17,18 @@ from typing import Any, get_args
 import anyio
 
 from syncd.emulator.blobs import ContentMode
-from syncd.emulator.options import Duplicates, Naming, Options, RetryAfterStyle, SameName
+from syncd.emulator.options import (
+    Duplicates,
+    Naming,
+    Options,
+    QMatch,
+    RenameInfoName,
+    RetryAfterStyle,
+    SameAssetBy,
+    SameName,
+    SortRule,
+    UpdatedAfterRule,
+)
 from syncd.emulator.server import serve
 
 __all__ = ["build_parser", "run"]
@@ -54,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument(
         "--folder-trailing-slash", action="store_true", help="send file folder.name as /a/b/"
     )
+    _add_unknowns(p)
     content = p.add_mutually_exclusive_group()
     content.add_argument(
         "--data-dir", type=Path, metavar="DIR", help="keep content in files under DIR"
@@ -108,6 +120,80 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_unknowns(p: argparse.ArgumentParser) -> None:
+    """Add the switches for DAM behaviour no source documents (see `Options`)."""
+    unknown = p.add_argument_group(
+        "undocumented behaviour (docs/dam-api.md §12)",
+        "How the real DAM behaves here is not known; each default is the least convenient"
+        " reading that costs no time.",
+    )
+    unknown.add_argument(
+        "--q-match",
+        choices=get_args(QMatch),
+        default="stored",
+        help="what q matches: a substring of the stored name (default), of it or info.name,"
+        " a whole word of the stored name, or nothing (§12.19)",
+    )
+    unknown.add_argument(
+        "--listing-lag-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="file listings show the project as it was S seconds ago (default 0, §12.21)",
+    )
+    unknown.add_argument(
+        "--rename-info-name",
+        choices=get_args(RenameInfoName),
+        default="kept",
+        help="whether a rename keeps info.name (default) or rewrites it (§12.20)",
+    )
+    unknown.add_argument(
+        "--same-asset-by",
+        choices=get_args(SameAssetBy),
+        default="stored",
+        help="whether the skip of identical content under the same name compares the stored"
+        " name (default: under a renaming rule a re-send is a second asset) or the name"
+        " sent (§2.3)",
+    )
+    unknown.add_argument(
+        "--updated-after",
+        choices=get_args(UpdatedAfterRule),
+        default="second",
+        help="updated_after compares milliseconds, whole seconds (default) or nothing (§12.21)",
+    )
+    unknown.add_argument(
+        "--sort",
+        choices=get_args(SortRule),
+        default="ignored",
+        help="honour sort/order, or always list by stored name (default: ignored, §3.1)",
+    )
+    unknown.add_argument(
+        "--page-drift",
+        action="store_true",
+        help="list newest first whatever is asked, so offset pages shift (§12.7)",
+    )
+    unknown.add_argument(
+        "--no-listing-sha1",
+        dest="listing_sha1",
+        action="store_false",
+        help="leave hash.sha1 out of listed files (§3.3)",
+    )
+    unknown.add_argument(
+        "--no-noop-conflict",
+        dest="noop_conflict",
+        action="store_false",
+        help="let a rename to the current name or a move to the current folder succeed"
+        " (default: 409 E801_ALREADY_EXIST, §12.22)",
+    )
+    unknown.add_argument(
+        "--deny",
+        action="append",
+        default=[],
+        metavar="PERM",
+        help="answer 403 PERMISSION_DENIED where permission PERM is needed (§1.3); repeatable",
+    )
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "naming": args.naming,
@@ -125,6 +211,16 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "max_upload_bytes": args.max_upload_bytes,
         "error_body_rate": args.error_body_rate,
         "seed": args.seed,
+        "q_match": args.q_match,
+        "listing_lag_s": args.listing_lag_s,
+        "rename_info_name": args.rename_info_name,
+        "updated_after": args.updated_after,
+        "sort": args.sort,
+        "page_drift": args.page_drift,
+        "listing_sha1": args.listing_sha1,
+        "noop_conflict": args.noop_conflict,
+        "same_asset_by": args.same_asset_by,
+        "denied_permissions": args.deny,
     }
 
 

@@ -66,7 +66,7 @@ def renderer(request: web.Request) -> Renderer:
 
 
 def not_found(what: str) -> EmulatorError:
-    """Return the 404 for an unknown uuid (the code the real API uses, dam-api.md §7.1)."""
+    """Return the 404 for an unknown uuid (the code the real API uses, docs/dam-api.md §7.1)."""
     return EmulatorError(404, "ROUTE_NOT_FOUND", f"{what} not found", "check the uuid")
 
 
@@ -116,12 +116,17 @@ def _page(request: web.Request) -> tuple[int, int]:
 
 
 async def list_files(request: web.Request) -> web.Response:
-    """`GET /{token}/v4/files`: list and search (dam-api.md §3.1)."""
+    """`GET /{token}/v4/files`: list and search (docs/dam-api.md §3.1).
+
+    Files, counts and the subfolders' counters come from one view of the project, which
+    lags behind writes with `listing_lag_s`; the folders themselves are always live.
+    """
     query = request.query
     folder = _listed_folder(request)
     recursive = parse_flag(query.get("recursive"), "recursive")
     limit, offset = _page(request)
-    listing = emulator_of(request).store.list_files(
+    emu = emulator_of(request)
+    listing = emu.store.list_files(
         folder,
         recursive=recursive,
         q=query.get("q") or None,
@@ -130,15 +135,16 @@ async def list_files(request: web.Request) -> web.Response:
     )
     render = renderer(request)
     total = len(listing.files)
+    sha1 = emu.options.listing_sha1
     body: dict[str, Any] = {
         "status": "success",
         "type": "LIST",
-        "base": render.folder(folder),
-        "files": [render.file(f) for f in listing.files[offset : offset + limit]],
+        "base": render.folder(folder, listing.counts(folder)),
+        "files": [render.file(f, sha1=sha1) for f in listing.files[offset : offset + limit]],
     }
     if not recursive:
         children = sorted(folder.children.values(), key=lambda f: f.name)
-        body["folders"] = [render.folder(child) for child in children]
+        body["folders"] = [render.folder(child, listing.counts(child)) for child in children]
     body["stats"] = {
         "approx_files_count": total,
         "approx_files_size": listing.total_bytes,

@@ -6,13 +6,14 @@ from __future__ import annotations
 import functools
 import mimetypes
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "EmulatorError",
     "Folder",
+    "FolderCounts",
     "Listing",
     "StoredFile",
     "bad_input",
@@ -93,6 +94,15 @@ def _guess_by_ext(ext: str) -> str:
     return _MIME.guess_type("x" + ext, strict=False)[0] or "application/octet-stream"
 
 
+@dataclass(frozen=True, slots=True)
+class FolderCounts:
+    """The file counters a folder object shows (docs/dam-api.md §6)."""
+
+    files_recursive: int
+    files_direct: int
+    bytes_recursive: int
+
+
 @dataclass(slots=True, eq=False)
 class Folder:
     """A folder. The counters cover the whole subtree and are updated on every change,
@@ -111,6 +121,10 @@ class Folder:
     originals: dict[str, dict[str, StoredFile]] = field(default_factory=dict)
     files_recursive: int = 0
     bytes_recursive: int = 0
+
+    def counts(self) -> FolderCounts:
+        """Return the folder's live counters."""
+        return FolderCounts(self.files_recursive, len(self.files), self.bytes_recursive)
 
     def ancestry(self) -> Iterator[Folder]:
         """Yield this folder and every ancestor up to the root."""
@@ -134,6 +148,10 @@ class Folder:
 class StoredFile:
     """One asset. `name` is the stored name and `original_name` is `info.name`.
 
+    `client_name` is the name the client last asked for: the upload's name, then the new
+    name of each rename, whatever the naming rule and `Options.rename_info_name` did. The
+    API never shows it; tests use it to find where syncd put a file.
+
     Times are epoch milliseconds, the precision of the wire format, so a `modified_at`
     read back from a listing compares exactly with `updated_after`.
     """
@@ -142,6 +160,7 @@ class StoredFile:
     folder: Folder
     name: str
     original_name: str
+    client_name: str
     info_type: str
     sha1: str
     size: int
@@ -164,7 +183,9 @@ class StoredFile:
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """A filtered, sorted file list and the total size of its files."""
+    """A filtered, sorted file list, the total size of its files, and the folder counters
+    of the same view of the project (a lagging listing shows lagging counts)."""
 
     files: list[StoredFile]
     total_bytes: int
+    counts: Callable[[Folder], FolderCounts] = Folder.counts

@@ -60,15 +60,19 @@ class Stats:
 class FileRecord:
     """A stored file as tests see it.
 
-    `path` is the full DAM path under the stored name; `original_path` uses the original name.
+    `path` is the full DAM path under the stored name; `original_path` uses the original
+    name (`info.name`), and `client_path` the name the client last asked for (the upload's,
+    then each rename's): where syncd meant to put the file, whatever the DAM did with it.
     """
 
     uuid: str
     folder: str
     name: str
     original_name: str
+    client_name: str
     path: str
     original_path: str
+    client_path: str
     sha1: str
     size: int
     version: int
@@ -84,8 +88,10 @@ class FileRecord:
             folder=folder,
             name=f.name,
             original_name=f.original_name,
+            client_name=f.client_name,
             path=f.path,
             original_path=folder.rstrip("/") + "/" + f.original_name,
+            client_path=folder.rstrip("/") + "/" + f.client_name,
             sha1=f.sha1,
             size=f.size,
             version=f.version,

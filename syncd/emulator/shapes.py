@@ -1,5 +1,5 @@
 """The wire format of the emulated API: rendering folders and files as the JSON objects of
-dam-api.md §2.4, §3.3 and §6, and parsing the query values the API accepts."""
+docs/dam-api.md §2.4, §3.3 and §6, and parsing the query values the API accepts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from syncd.emulator.model import Folder, StoredFile, bad_input
+from syncd.emulator.model import Folder, FolderCounts, StoredFile, bad_input
 from syncd.emulator.options import Options
 
 __all__ = [
@@ -74,7 +74,8 @@ def parse_int(value: str | None, name: str, *, default: int, low: int, high: int
 def parse_sort(value: str | None) -> tuple[str, bool]:
     """Parse `field:asc|desc` (or the older `field,desc`) into a store sort key.
 
-    Without a value the order is creation order, which keeps offset paging stable.
+    Without a value the order is creation order, which keeps offset paging stable. (The
+    store applies it only with `Options.sort="honoured"` and no `page_drift`.)
     """
     if not value:
         return ("created_at", False)
@@ -127,8 +128,8 @@ class Renderer:
         self.token = token
         self.options = options
 
-    def file(self, f: StoredFile) -> dict[str, Any]:
-        """Return the file object (dam-api.md §3.3)."""
+    def file(self, f: StoredFile, *, sha1: bool = True) -> dict[str, Any]:
+        """Return the file object (docs/dam-api.md §3.3); without `hash.sha1` if not `sha1`."""
         permalink = f"{self.base}/{self.token}/v4/get/{f.uuid}"
         size: Any = f.size
         if not self.options.size_as_int:
@@ -145,7 +146,7 @@ class Renderer:
                 "cdn": f"{permalink}?vh={f.sha1[:6]}",
                 "path": f.path,
             },
-            "hash": {"sha1": f.sha1},
+            "hash": {"sha1": f.sha1} if sha1 else {},
             "created_at": iso_ms(f.created_ms),
             "modified_at": iso_ms(f.modified_ms),
             "overwrite": f.overwrite,
@@ -161,8 +162,11 @@ class Renderer:
             name += "/"
         return {"uuid": folder.uuid, "name": name}
 
-    def folder(self, folder: Folder) -> dict[str, Any]:
-        """Return the folder object (dam-api.md §6)."""
+    def folder(self, folder: Folder, counts: FolderCounts | None = None) -> dict[str, Any]:
+        """Return the folder object (docs/dam-api.md §6), with its live counters unless `counts`
+        gives those of another view (a lagging listing's)."""
+        if counts is None:
+            counts = folder.counts()
         return {
             "uuid": folder.uuid,
             "name": folder.name or "/",
@@ -170,12 +174,12 @@ class Renderer:
             "created_at": iso_ms(folder.created_ms),
             "updated_at": iso_ms(folder.updated_ms),
             "count": {
-                "files_recursive": folder.files_recursive,
-                "files_direct": len(folder.files),
+                "files_recursive": counts.files_recursive,
+                "files_direct": counts.files_direct,
             },
             "size": {
-                "total_recursive_bytes": folder.bytes_recursive,
-                "total_recursive_pretty": pretty_size(folder.bytes_recursive),
+                "total_recursive_bytes": counts.bytes_recursive,
+                "total_recursive_pretty": pretty_size(counts.bytes_recursive),
             },
             "meta": {},
         }

@@ -1,6 +1,7 @@
 """The emulator's in-memory DAM: folders, files, their indexes and the project's upload
-policies (dam-api.md §2.3). Pure Python with no HTTP. Every operation is O(1) or O(folder
-depth) except listings, which are cached until the next mutation."""
+policies (docs/dam-api.md §2.3). Pure Python with no HTTP. Every operation is O(1) or O(folder
+depth) except listings, which are cached until the next mutation (or, while listings lag,
+until the lagging index in `index.py` next changes)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from syncd.emulator.blobs import Blobs, Content
+from syncd.emulator.index import LaggedIndex, ListingCache, select
 from syncd.emulator.model import (
     EmulatorError,
     Folder,
@@ -22,24 +23,16 @@ from syncd.emulator.model import (
     normalize_folder,
 )
 from syncd.emulator.options import Options
-from syncd.emulator.policies import check_upload, collisions, stored_name
+from syncd.emulator.policies import check_upload, collisions, listing_query, stored_name
 
-__all__ = ["SORT_FIELDS", "Store"]
-
-_CACHE_LIMIT = 64
-
-SORT_FIELDS: dict[str, Callable[[StoredFile], Any]] = {
-    "name": lambda f: (f.name, f.seq),
-    "created_at": lambda f: (f.created_ms, f.seq),
-    "modified_at": lambda f: (f.modified_ms, f.seq),
-}
+__all__ = ["Store"]
 
 
 class Store:
     """Folders and files of one emulated project.
 
     Args:
-        options: the live options; the policies are read at each upload.
+        options: the live options, read at each upload, rename, move and listing.
         blobs: where content goes.
         rng: randomness for uuids and name suffixes (seedable for reproducible runs).
         clock: wall-clock seconds, injectable for tests.
@@ -60,8 +53,7 @@ class Store:
         # Bumped by every change; listings cached under an older value are stale.
         self.mutations = 0
         self._seq = 0
-        self._cache: dict[tuple[Any, ...], Listing] = {}
-        self._cache_mutations = -1
+        self._cache = ListingCache()
         self.clear()
 
     def now_ms(self) -> int:
@@ -80,6 +72,8 @@ class Store:
         self._folders_by_uuid: dict[str, Folder] = {self.root.uuid: self.root}
         self._files: dict[str, StoredFile] = {}
         self._by_sha1: dict[str, dict[str, StoredFile]] = {}
+        # What listings read while `listing_lag_s` > 0; a reset is visible at once.
+        self._lagged: LaggedIndex | None = None
         self.blobs.clear()
         self.mutations += 1
 
@@ -177,7 +171,19 @@ class Store:
 
     # ---- files ---------------------------------------------------------------------------
 
+    def _lagging(self) -> LaggedIndex | None:
+        """Return the lagging index while listings lag, else None. Called before every change
+        and listing, so the index starts from the project as it is when the lag is switched
+        on, and is dropped (listings go live at once) when it is switched off."""
+        if self.options.listing_lag_s <= 0:
+            self._lagged = None
+        elif self._lagged is None:
+            self._lagged = LaggedIndex(self._files.values())
+        return self._lagged
+
     def _link(self, f: StoredFile) -> None:
+        if (lagged := self._lagging()) is not None:
+            lagged.changed(self._clock(), f)
         folder = f.folder
         folder.files[f.name] = f
         folder.originals.setdefault(f.original_name, {})[f.uuid] = f
@@ -190,6 +196,8 @@ class Store:
         self.mutations += 1
 
     def _unlink(self, f: StoredFile) -> None:
+        if (lagged := self._lagging()) is not None:
+            lagged.deleted(self._clock(), f.uuid)
         folder = f.folder
         folder.files.pop(f.name, None)
         _pop_nested(folder.originals, f.original_name, f.uuid)
@@ -272,6 +280,7 @@ class Store:
             folder=folder,
             name=stored_name(opts.naming, self.rng, folder, original),
             original_name=original,
+            client_name=original,
             info_type=info_type,
             sha1=sha1,
             size=size,
@@ -296,30 +305,39 @@ class Store:
         return deleted
 
     def rename(self, f: StoredFile, new_name: str) -> StoredFile:
-        """Rename a file in place: it keeps its uuid, and `info.name` becomes `new_name`.
+        """Rename a file in place: it keeps its uuid, and with `rename_info_name="rewritten"`
+        its `info.name` (and `info.type`) become those of `new_name` too.
 
         Raises:
-            EmulatorError: 409 `E801_ALREADY_EXIST` if another file there has that name.
+            EmulatorError: 409 `E801_ALREADY_EXIST` if another file there has that name,
+                or (with `noop_conflict`) if it is the file's own name.
         """
         check_file_name(new_name)
+        if new_name == f.name and self.options.noop_conflict:
+            raise _name_taken(f)
         other = f.folder.files.get(new_name)
         if other is not None and other is not f:
             raise _name_taken(other)
         self._unlink(f)
-        f.name = f.original_name = new_name
-        f.info_type = guess_mime(new_name)
+        f.name = f.client_name = new_name
+        if self.options.rename_info_name == "rewritten":
+            f.original_name = new_name
+            f.info_type = guess_mime(new_name)
         f.modified_ms = max(self.now_ms(), f.modified_ms + 1)
         self._link(f)
         return f
 
     def move(self, files: Sequence[StoredFile], folder: Folder) -> list[StoredFile]:
-        """Move files into `folder`, all or none; files already there stay untouched.
+        """Move files into `folder`, all or none; files already there stay untouched, or
+        (with `noop_conflict`) fail the whole move.
 
         Raises:
             EmulatorError: 409 `E801_ALREADY_EXIST` if a name is taken there (or twice).
         """
         incoming: dict[str, StoredFile] = {}
         for f in files:
+            if f.folder is folder and self.options.noop_conflict:
+                raise _name_taken(f)
             other = folder.files.get(f.name) or incoming.get(f.name)
             if other is not None and other is not f:
                 raise _name_taken(other)
@@ -343,50 +361,36 @@ class Store:
         updated_after_ms: float | None = None,
         sort: tuple[str, bool] = ("created_at", False),
     ) -> Listing:
-        """Return the files of `folder` that match the filters, sorted.
-
-        The result is cached until the next mutation, so paging through a large listing
-        costs one filter and sort, then a slice per page.
+        """Return the files of `folder` that match the filters, sorted, as the options say
+        the DAM would (`q_match`, `updated_after`, `sort`, `page_drift`, `listing_lag_s`);
+        cached until the files change.
 
         Args:
             folder: where to list.
             recursive: include every subfolder.
-            q: case-insensitive substring of the stored name or of `info.name`.
-            updated_after_ms: keep files modified strictly after this (epoch milliseconds).
-            sort: a key of `SORT_FIELDS`, and whether to sort descending.
+            q: the search text.
+            updated_after_ms: the `updated_after` threshold (epoch milliseconds).
+            sort: the order asked for: a key of `index.SORT_FIELDS`, and whether descending.
         """
-        if self._cache_mutations != self.mutations or len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-            self._cache_mutations = self.mutations
-        key = (folder.uuid, recursive, q, updated_after_ms, sort)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        files: Iterable[StoredFile]
+        query = listing_query(self.options, q=q, updated_after_ms=updated_after_ms, sort=sort)
+        if (lagged := self._lagging()) is not None:
+            lagged.catch_up(self._clock(), self.options.listing_lag_s)
+            return lagged.list_files(folder, recursive=recursive, query=query)
+        return self._cache.get(
+            self.mutations,
+            (folder.uuid, recursive, query),
+            lambda: select(self._files_in(folder, recursive=recursive), query),
+        )
+
+    def _files_in(self, folder: Folder, *, recursive: bool) -> Iterable[StoredFile]:
         if not recursive:
-            files = folder.files.values()
-        elif folder is self.root:
-            files = self._files.values()
-        else:
-            # Filter the project-wide dict, which is close to creation order, instead of
-            # chaining folder by folder: the sort below then has nearly sorted input.
-            nodes = set(folder.subtree())
-            files = (f for f in self._files.values() if f.folder in nodes)
-        if q:
-            needle = q.casefold()
-            files = (
-                f
-                for f in files
-                if needle in f.name.casefold() or needle in f.original_name.casefold()
-            )
-        if updated_after_ms is not None:
-            threshold = updated_after_ms
-            files = (f for f in files if f.modified_ms > threshold)
-        field_name, descending = sort
-        ordered = sorted(files, key=SORT_FIELDS[field_name], reverse=descending)
-        listing = Listing(ordered, sum(f.size for f in ordered))
-        self._cache[key] = listing
-        return listing
+            return folder.files.values()
+        if folder is self.root:
+            return self._files.values()
+        # Filter the project-wide dict, which is close to creation order, instead of
+        # chaining folder by folder: the sort then has nearly sorted input.
+        nodes = set(folder.subtree())
+        return (f for f in self._files.values() if f.folder in nodes)
 
 
 def _name_taken(other: StoredFile) -> EmulatorError:
