@@ -13,10 +13,9 @@ import asyncio
 import email.utils
 import json
 import os
-import secrets
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ import yarl
 from syncd.dam_ops import BULK, AssetOps
 from syncd.errors import ConfigError, NotFound, PermanentDamError, TransientDamError
 from syncd.model import RemoteFile
+from syncd.multipart import Body, multipart_body
 from syncd.pacer import Pacer
 from syncd.tls import certificate_problem, client_context
 from syncd.wire import (
@@ -44,9 +44,6 @@ from syncd.wire import (
 
 __all__ = ["BULK", "PAGE", "Body", "DamClient", "Uploaded"]
 
-Body = bytes | AsyncIterable[bytes]
-"""An upload body: the whole content, or chunks streamed from disk."""
-
 PAGE = 1000
 
 
@@ -60,41 +57,6 @@ def _env_proxy(url: str) -> str | None:
     if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
         return None
     return urllib.request.getproxies().get(parts.scheme)
-
-
-def _multipart(name: str, content: Body) -> tuple[Any, dict[str, str] | None]:
-    """The multipart/form-data body of an upload, as the DAM's own uploader sends it: an
-    `info[files[]]` JSON part (before the file, so the name is known first) and the
-    `files[]` part.
-
-    An in-memory body is encoded here into one `bytes`: aiohttp's FormData builds a
-    writer and three payload objects per request and writes them in pieces, which costs
-    more CPU than the rest of a small upload. A streamed body goes through FormData.
-    """
-    info = json.dumps({"name": name})
-    if not isinstance(content, bytes):
-        form = aiohttp.FormData(quote_fields=False)
-        form.add_field("info[files[]]", info, content_type="application/json")
-        form.add_field("files[]", content, filename=name, content_type="application/octet-stream")
-        return form, None  # FormData sets its own Content-Type
-    boundary = secrets.token_hex(16)
-    while boundary.encode() in content:
-        boundary = secrets.token_hex(16)
-    quoted = (
-        name.replace("\\", "\\\\").replace('"', '\\"').replace("\r", "%0D").replace("\n", "%0A")
-    )
-    head = (
-        f"--{boundary}\r\n"
-        'Content-Disposition: form-data; name="info[files[]]"\r\n'
-        "Content-Type: application/json\r\n\r\n"
-        f"{info}\r\n"
-        f"--{boundary}\r\n"
-        f'Content-Disposition: form-data; name="files[]"; filename="{quoted}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    tail = f"\r\n--{boundary}--\r\n".encode()
-    ctype = f"multipart/form-data; boundary={boundary}"
-    return b"".join((head, content, tail)), {"Content-Type": ctype}
 
 
 @contextmanager
@@ -399,7 +361,7 @@ class DamClient(AssetOps):
                 )
             else:
                 content = body()
-                data, headers = _multipart(name, content)
+                data, headers = multipart_body(name, content)
                 resp = await self._send(
                     "POST",
                     "/files",
