@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -22,11 +23,11 @@ import anyio
 import structlog
 
 from syncd import __version__
-from syncd.apikey import key_file_warning, read_api_key
+from syncd.apikey import key_file_warning, protect_key, read_api_key
 from syncd.config import Config, load_config
 from syncd.errors import AuthError, ConfigError, DamError, StateError
 from syncd.lock import StateLock
-from syncd.logs import configure, redact, scrub
+from syncd.logs import configure, escape, redact, scrub
 from syncd.paths import default_config_path
 from syncd.progress import LogProgress, NullProgress, Progress, Summary, TtyProgress
 from syncd.reconcile import RunOptions, initial_sync
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     except AuthError as exc:
         return _fail(f"syncd: {exc}", EXIT_NOPERM)
     redact(key)
+    if argv is None:  # the real process, not a test calling main() in-process
+        protect_key()
     if config.dam.key_file is not None and (warning := key_file_warning(config.dam.key_file)):
         log.warning("key_file_permissions", warning=warning)
     if not args.initial_sync:
@@ -152,6 +155,10 @@ def status_main(argv: list[str]) -> int:
         return _fail(f"syncd: configuration error: {exc}", EXIT_CONFIG)
     except StateError as exc:
         return _fail(f"syncd: {exc}", EXIT_FAILED)
+    # Stored DAM text was scrubbed when it was written; where the key is at hand (status
+    # needs none), text an older syncd stored is masked too.
+    with contextlib.suppress(AuthError):
+        redact(read_api_key(config.dam))
     text = json.dumps(report.as_dict(), indent=2) if args.json else render(report)
     sys.stdout.write(scrub(text) + "\n")
     return EXIT_OK
@@ -213,7 +220,7 @@ def run_initial_sync(config: Config, key: str, options: RunOptions, *, console: 
         # A dry run writes nothing, so it may look while a daemon runs.
         with contextlib.nullcontext() if options.dry_run else StateLock(config.state.path):
             summary = anyio.run(initial_sync, config, key, options, progress, sys.stdout)
-    except _FATAL as exc:
+    except (*_FATAL, OSError, BaseExceptionGroup) as exc:
         return _fatal(exc, config)
     except KeyboardInterrupt:
         return _fail(
@@ -231,7 +238,7 @@ def run_daemon(config: Config, key: str) -> int:
     try:
         with StateLock(config.state.path):
             anyio.run(daemon.run)
-    except _FATAL as exc:
+    except (*_FATAL, OSError, BaseExceptionGroup) as exc:
         return _fatal(exc, config)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -241,8 +248,31 @@ def run_daemon(config: Config, key: str) -> int:
 _FATAL = (AuthError, ConfigError, StateError, DamError, sqlite3.Error)
 
 
+# A local write that failed: a full disk, a read-only or vanished state directory.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES})
+
+
 def _fatal(exc: BaseException, config: Config) -> int:
-    """The message and exit code for an error that stopped a run."""
+    """The message and exit code for an error that stopped a run: one line, never a
+    traceback. A task group's ExceptionGroup is reported by the error inside it."""
+    if isinstance(exc, BaseExceptionGroup):
+        inner = _first_leaf(exc)
+        if inner is None or isinstance(inner, BaseExceptionGroup):
+            raise exc
+        if isinstance(inner, KeyboardInterrupt):
+            return _fail("syncd: interrupted", EXIT_INTERRUPTED)
+        return _fatal(inner, config)
+    if isinstance(exc, OSError):
+        if exc.errno not in _DISK_ERRNOS:
+            raise exc
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _fail(
+            f"syncd: cannot write{where}: {exc.strerror}; free space or fix the permissions"
+            f" (the state is at {config.state.path}), then run again: nothing was lost",
+            EXIT_FAILED,
+        )
+    if not isinstance(exc, _FATAL):
+        raise exc
     if isinstance(exc, AuthError):
         hint = "Check the API key and its permissions (see README, 'API key')."
         return _fail(f"syncd: {exc}. {hint}", EXIT_NOPERM)
@@ -253,6 +283,18 @@ def _fatal(exc: BaseException, config: Config) -> int:
             f"syncd: the state database {config.state.path} is unusable: {exc}", EXIT_FAILED
         )
     return _fail(f"syncd: {exc}", EXIT_FAILED)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The first error inside a (nested) exception group that is not a cancellation."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_leaf(exc)
+            if found is not None:
+                return found
+        elif not isinstance(exc, anyio.get_cancelled_exc_class()):
+            return exc
+    return None
 
 
 def _report(summary: Summary, console: bool, out: TextIO, *, dry_run: bool) -> None:
@@ -269,7 +311,8 @@ def _report(summary: Summary, console: bool, out: TextIO, *, dry_run: bool) -> N
 
 
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(scrub(message).rstrip() + "\n")
+    # Messages quote file names and DAM text: no key, no control characters.
+    sys.stderr.write(escape(scrub(message)).rstrip() + "\n")
     return code
 
 

@@ -129,17 +129,30 @@ TOKEN: Final = rule(
 )
 
 
+def _loopback(host: str | None) -> bool:
+    """Whether `host` (urlsplit's `hostname`: lower-cased, brackets gone) names this machine:
+    `localhost`, or an IP literal in 127.0.0.0/8 or ::1. Decided on the parsed address, so
+    `127.evil.example` or `localhost.evil.example` is a name like any other, and short or
+    numeric spellings (`127.1`, `2130706433`) are refused rather than guessed at."""
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def base_url(value: str, _: Path) -> str:
-    url = urlsplit(value)
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018  # raises for a port that is not a number from 0 to 65535
+    except ValueError:  # an unclosed "[", a port like ":http"
+        url = urlsplit("")
     if url.scheme not in ("http", "https") or not url.netloc or url.query or url.fragment:
         raise Invalid(
             f"{show(value)} is not an http(s) URL; use one like https://api.filerobot.com"
         )
-    if (
-        url.scheme == "http"
-        and url.hostname not in ("localhost", "::1")
-        and not (url.hostname or "").startswith("127.")
-    ):
+    if url.scheme == "http" and not _loopback(url.hostname):
         # The API key travels in a header: plain HTTP is only for a DAM on this machine.
         raise Invalid(f"{show(value)} is plain http; use https (http only for loopback)")
     return value.rstrip("/")

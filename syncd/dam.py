@@ -1,8 +1,9 @@
 """The DAM client: the only module that imports aiohttp.
 
 It owns the single `aiohttp.ClientSession` of the process (keep-alive pool sized to the
-worker count, timeouts, the `X-Filerobot-Key` header, TLS with `dam.ca_bundle`'s extra CAs),
-the wire shapes of the Filerobot v4 API (see docs/dam-api.md), and the translation of
+worker count, timeouts, TLS with `dam.ca_bundle`'s extra CAs, the proxy: https only), the
+`X-Filerobot-Key` header (on each request to the DAM's own origin, never to a proxy), the
+wire shapes of the Filerobot v4 API (see docs/dam-api.md), and the translation of
 every failure into the `syncd.errors` tree. A response is a failure when its status is not
 2xx *or* its body says `"status": "error"`. Every request runs under the shared `Pacer`.
 """
@@ -10,14 +11,13 @@ every failure into the `syncd.errors` tree. A response is a failure when its sta
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import json
 import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -28,17 +28,19 @@ import yarl
 
 from syncd.dam_ops import BULK, AssetOps
 from syncd.errors import ConfigError, NotFound, PermanentDamError, TransientDamError
+from syncd.listing import Pages, files_of
 from syncd.model import RemoteFile
 from syncd.multipart import Body, multipart_body
 from syncd.pacer import Pacer
+from syncd.response import decode_body, note_rate_headers, read_body, upload_timeout
 from syncd.tls import certificate_problem, client_context
 from syncd.wire import (
-    SAME_CONTENT_CODES,
     Uploaded,
     classify,
     exact_count,
     iso,
-    remote_file,
+    parse_http_date,
+    same_content,
     uploaded,
 )
 
@@ -48,15 +50,21 @@ PAGE = 1000
 
 
 def _env_proxy(url: str) -> str | None:
-    """The proxy the environment asks for `url` (HTTPS_PROXY, HTTP_PROXY, NO_PROXY)."""
-    if not any(k.lower().endswith("_proxy") for k in os.environ):
+    """The proxy the environment asks for an https `url` (HTTPS_PROXY, NO_PROXY).
+
+    Only https goes through a proxy, inside a CONNECT tunnel: the proxy sees the CONNECT
+    line and TLS bytes, never the key. A plain-http request would reach the proxy whole,
+    key header included, so an http DAM (which the config allows only on loopback) is
+    always reached directly, whatever HTTP_PROXY says.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not any(k.lower().endswith("_proxy") for k in os.environ):
         return None  # the common case, without importing urllib.request (~10 ms)
     import urllib.request
 
-    parts = urlsplit(url)
     if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
         return None
-    return urllib.request.getproxies().get(parts.scheme)
+    return urllib.request.getproxies().get("https")
 
 
 @contextmanager
@@ -93,15 +101,14 @@ class DamClient(AssetOps):
         ca_bundle: Path | None = None,
     ) -> None:
         self._prefix = f"{base_url.rstrip('/')}/{quote(token, safe='')}/v4"
+        # The key goes only to this scheme+host+port (see `_with_key`); built as `_url`
+        # builds URLs (encoded: the host keeps its case), so the two compare equal.
+        self._origin = yarl.URL(self._prefix, encoded=True).origin()
         self._key = key
         self.pacer = pacer
         self._workers = workers
         self._ca_bundle = ca_bundle
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
-        # Uploads of big files may take longer than any total; only stalls count.
-        self._upload_timeout = aiohttp.ClientTimeout(
-            total=None, sock_connect=connect_timeout_s, sock_read=timeout_s
-        )
         self._session: aiohttp.ClientSession | None = None
         self._proxy: str | None = None
         self.server_time: datetime | None = None
@@ -126,7 +133,10 @@ class DamClient(AssetOps):
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={"X-Filerobot-Key": self._key, "User-Agent": "syncd"},
+            # No key here: aiohttp 3.14 copies a session's default headers into the
+            # headers it sends a proxy, the CONNECT of an https request included. The key
+            # is added per request instead, by `_with_key`.
+            headers={"User-Agent": "syncd"},
             timeout=self._timeout,
         )
         # HTTPS_PROXY / NO_PROXY are read once here: aiohttp's trust_env would look them
@@ -173,62 +183,58 @@ class DamClient(AssetOps):
         data: Any = None,
         headers: Mapping[str, str] | None = None,
         upload: bool = False,
+        size: int | None = None,
     ) -> dict[str, Any]:
         assert self._session is not None, "use DamClient as an async context manager"
         self.requests += 1
+        url = self._url(path, params)
         with _translate(what, self._ca_bundle):
             async with self._session.request(
                 method,
-                self._url(path, params),
+                url,
                 json=json_body,
                 data=data,
-                headers=headers,
+                headers=self._with_key(url, headers),
                 proxy=self._proxy,
                 # A redirect would carry the key header to another host: never follow one.
                 allow_redirects=False,
-                timeout=self._upload_timeout if upload else self._timeout,
+                timeout=upload_timeout(size, self._timeout) if upload else self._timeout,
             ) as resp:
-                raw = await resp.read()
+                # Capped after decompression; past the cap the request fails (retried).
+                raw = await read_body(resp, what)
                 self._note_date(resp.headers.get("Date"))
-                self._note_rate_headers(resp.headers)
-                try:
-                    body = json.loads(raw) if raw else {}
-                except ValueError:
-                    body = {}
-                if not isinstance(body, dict):
-                    body = {}
-                if not raw and 200 <= resp.status < 300:
-                    raise TransientDamError(f"{what}: empty response", status=resp.status)
-                if raw and not body and 200 <= resp.status < 300:
-                    raise TransientDamError(f"{what}: response is not JSON", status=resp.status)
-                if (code := body.get("code")) in SAME_CONTENT_CODES and body.get(
-                    "existing_file_uuid"
-                ):
+                note_rate_headers(self.rate_headers, resp.headers)
+                body = decode_body(raw, resp.status, what)
+                if upload and same_content(body):
                     return body  # identical content: the caller adopts it
                 error = classify(resp.status, body, resp.headers)
                 if error is not None:
                     error.message = f"{what}: {error.message}"
-                    if code and not error.code:
-                        error.code = str(code)
                     raise error
                 return body
 
-    def _note_rate_headers(self, headers: Mapping[str, str]) -> None:
-        for name, value in headers.items():
-            lower = name.lower()
-            if lower.startswith(("x-ratelimit", "ratelimit")) or lower == "retry-after":
-                self.rate_headers[name] = value
+    def _with_key(self, url: yarl.URL, headers: Mapping[str, str] | None) -> dict[str, str]:
+        """`headers` plus the key, when `url` is on the DAM's own origin.
+
+        Every URL is built from `dam.base_url`, so another origin means a bug, and the
+        request then goes without the key (and fails as unauthorised) rather than carry it
+        to a host it was not meant for. Redirects are never followed, for the same reason.
+        """
+        sent = dict(headers or {})
+        if url.origin() == self._origin:
+            sent["X-Filerobot-Key"] = self._key
+        return sent
 
     def _note_date(self, value: str | None) -> None:
-        # The header changes once a second; parse it only then.
+        # The header changes once a second; parse it only then. An unreadable or absurd
+        # one is ignored: the clock stays what the last good header said.
         if not value or value == self._date_header:
             return
         self._date_header = value
-        self._date_seen = time.monotonic()
-        try:
-            self.server_time = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return
+        when = parse_http_date(value)
+        if when is not None:
+            self.server_time = when
+            self._date_seen = time.monotonic()
 
     def now(self) -> datetime:
         """The DAM's clock now, as near as syncd can tell: its last `Date` header plus the
@@ -295,38 +301,40 @@ class DamClient(AssetOps):
         updated_after: str | None = None,
         q: str | None = None,
     ) -> AsyncIterator[RemoteFile]:
-        """Every file below `folder`, page by page until a short page, once per uuid."""
-        seen: set[str] = set()
-        offset = 0
-        while True:
+        """Every file below `folder`, page by page until a short page, once per uuid.
+
+        A listing that does not end (full pages of files listed before, or more files than
+        the DAM reported) raises `TransientDamError` (see `syncd.listing`). Only a page
+        that adds files feeds the watchdog's heartbeat: a loop is no progress.
+        """
+        pages = Pages(folder, PAGE)
+        while not pages.done:
+            what = f"list {folder} @{pages.offset}"
             params = {
                 "folder": folder,
                 "recursive": 1 if recursive else 0,
                 "limit": PAGE,
-                "offset": offset,
+                "offset": pages.offset,
                 "sort": "created_at:asc",
                 "updated_after": updated_after,
                 "q": q,
             }
             try:
-                body = await self._call(
-                    "GET", "/files", what=f"list {folder} @{offset}", params=params
+                body = await self.pacer.call(
+                    partial(self._list_page, what, params), what=what, beat=False
                 )
             except NotFound:
                 return
-            items = body.get("files")
-            if not isinstance(items, list):
-                items = []
-            for item in items:
-                if not isinstance(item, dict) or "uuid" not in item:
-                    continue
-                rf = remote_file(item, folder)
-                if rf is not None and rf.uuid not in seen:
-                    seen.add(rf.uuid)
-                    yield rf
-            if len(items) < PAGE:
-                return
-            offset += len(items)
+            fresh = pages.take(body, what)
+            if fresh:
+                self.pacer.heartbeat()
+            for rf in fresh:
+                yield rf
+
+    async def _list_page(self, what: str, params: Mapping[str, object]) -> dict[str, Any]:
+        body = await self._send("GET", "/files", what=what, params=params)
+        files_of(body, what)  # a malformed page is retried like any failed request
+        return body
 
     # writes
 
@@ -338,6 +346,7 @@ class DamClient(AssetOps):
         *,
         stream: bool,
         before_retry: Callable[[], Any] | None = None,
+        size: int | None = None,
     ) -> Uploaded:
         """Upload one file into `folder` as `name`.
 
@@ -345,22 +354,25 @@ class DamClient(AssetOps):
             body: makes a fresh body per attempt (a stream cannot be replayed).
             stream: use the streaming `PUT` upload (for big files) instead of multipart.
             before_retry: looks for a committed copy before a retry (see `Pacer.call`).
+            size: the file's size, which sets each attempt's deadline (see
+                `syncd.response.upload_deadline`); a body given as bytes has its own.
         """
         what = f"upload {folder.rstrip('/')}/{name}"
 
         async def attempt() -> Uploaded:
+            content = body()
             if stream:
                 resp = await self._send(
                     "PUT",
                     "/files",
                     what=what,
                     params={"folder": folder, "filename": name},
-                    data=body(),
+                    data=content,
                     headers={"Content-Type": "application/octet-stream"},
                     upload=True,
+                    size=len(content) if isinstance(content, bytes) else size,
                 )
             else:
-                content = body()
                 data, headers = multipart_body(name, content)
                 resp = await self._send(
                     "POST",
@@ -370,6 +382,7 @@ class DamClient(AssetOps):
                     data=data,
                     headers=headers,
                     upload=True,
+                    size=len(data) if isinstance(data, bytes) else size,
                 )
             result = uploaded(resp, what)
             if result.modified_at is not None and (

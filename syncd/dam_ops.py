@@ -1,24 +1,55 @@
 """The DAM's operations on existing assets and folders (delete, move, rename, look up,
 remove an emptied folder), written against the request primitive of `syncd.dam.DamClient`,
-which mixes them in. No HTTP here: `_call` sends, paces and translates errors."""
+which mixes them in. No HTTP here: `_call` sends, paces and translates errors.
+
+Also owns `uuid_segment`, the check every DAM-supplied uuid passes before it is spliced
+into a URL path.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import quote
+import re
+from typing import Any, Final
 
 import structlog
 
-from syncd.errors import AuthError, DamError, NameConflict, NotFound
+from syncd.errors import AuthError, DamError, NameConflict, NotFound, PermanentDamError
 from syncd.model import RemoteFile
 from syncd.wire import remote_file
 
-__all__ = ["BULK", "AssetOps"]
+__all__ = ["BULK", "AssetOps", "uuid_segment"]
 
 log = structlog.get_logger("syncd.dam")
 
 BULK = 500
 """The most uuids per bulk request (the DAM documents no limit)."""
+
+# Filerobot's uuids are RFC 4122 strings; this accepts any plain token of letters, digits and
+# dashes, which is URL-safe as it is and cannot be `.`, `..`, a `/`, a `?` or a `%` escape.
+_UUID: Final = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def uuid_segment(uuid: object, what: str) -> str:
+    """`uuid` as a URL path segment, once it looks like a uuid.
+
+    Every uuid comes from the DAM (a listing, an upload reply, the state that recorded
+    one); spliced unchecked, `..` or `a/b?x=` would address another resource.
+
+    Args:
+        uuid: the value the DAM gave as a uuid.
+        what: the operation, for the message ("delete", "rename", ...).
+
+    Raises:
+        PermanentDamError: `uuid` is not a letters, digits and dashes token of 1 to 64
+            characters. The same value fails the same way on a retry, so only the request
+            for it fails; the message shows it escaped (`repr`, at most 100 characters).
+    """
+    if isinstance(uuid, str) and _UUID.fullmatch(uuid):
+        return uuid
+    shown = repr(uuid)
+    if len(shown) > 100:
+        shown = shown[:97] + "..."
+    raise PermanentDamError(f"{what}: the DAM gave {shown} as a uuid, which is not one")
 
 
 class AssetOps:
@@ -37,8 +68,9 @@ class AssetOps:
     async def details(self, uuid: str) -> RemoteFile | None:
         """One asset as the DAM holds it now (`GET /files/{uuid}`, which, unlike a listing,
         reads its own writes), with its path relative to `/`; None when it is gone."""
+        path = f"/files/{uuid_segment(uuid, 'details')}"
         try:
-            body = await self._call("GET", f"/files/{quote(uuid, safe='')}", what=f"details {uuid}")
+            body = await self._call("GET", path, what=f"details {uuid}")
         except NotFound:
             return None
         item = body.get("file")
@@ -50,8 +82,9 @@ class AssetOps:
     async def delete(self, uuid: str) -> bool:
         """Delete one asset; an asset that is already gone counts as deleted. Returns
         whether this call removed it."""
+        path = f"/files/{uuid_segment(uuid, 'delete')}"
         try:
-            await self._call("DELETE", f"/files/{quote(uuid, safe='')}", what=f"delete {uuid}")
+            await self._call("DELETE", path, what=f"delete {uuid}")
         except NotFound:
             return False
         return True
@@ -128,17 +161,16 @@ class AssetOps:
             )
         except NotFound:
             return False
-        for item in body.get("folders") or []:
+        folders = body.get("folders")
+        for item in folders if isinstance(folders, list) else []:
             if isinstance(item, dict) and str(item.get("path", "")).rstrip("/") == path.rstrip("/"):
                 counts = item.get("count")
                 if isinstance(counts, dict) and counts.get("files_recursive", 0) != 0:
                     return False
+                what = f"remove {path}"
+                target = f"/folders/{uuid_segment(item.get('uuid'), what)}"
                 try:
-                    await self._call(
-                        "DELETE",
-                        f"/folders/{quote(str(item['uuid']), safe='')}",
-                        what=f"remove {path}",
-                    )
+                    await self._call("DELETE", target, what=what)
                 except NotFound:
                     return False
                 return True
@@ -150,13 +182,9 @@ class AssetOps:
         A 409 is checked against the DAM before it counts as a failure: a replayed rename
         finds the asset already under `name`, and some DAMs answer a rename to the current
         name with 409 `E801_ALREADY_EXIST` (docs/dam-api.md, "no-op renames and moves")."""
+        path = f"/files/{uuid_segment(uuid, 'rename')}"
         try:
-            await self._call(
-                "PATCH",
-                f"/files/{quote(uuid, safe='')}",
-                what=f"rename {uuid}",
-                json_body={"name": name},
-            )
+            await self._call("PATCH", path, what=f"rename {uuid}", json_body={"name": name})
         except NameConflict:
             found = await self.details(uuid)
             if found is None or found.name != name:

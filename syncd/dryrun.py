@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from syncd.config import FolderConfig
+from syncd.logs import escape
 from syncd.model import Op
 from syncd.plan import FolderPlan
 from syncd.progress import human_bytes
@@ -21,8 +22,9 @@ _VERBS = {
 
 
 def print_plan(out: TextIO, folder: FolderConfig, decided: FolderPlan) -> None:
-    """Write the plan of one folder to `out`."""
-    out.write(f"{folder.local} → {folder.remote}\n")
+    """Write the plan of one folder to `out`. Names and DAM text are escaped: a file name
+    may hold control characters."""
+    out.write(escape(f"{folder.local} → {folder.remote}") + "\n")
     nbytes = 0
     for a in decided.actions:
         verb = _VERBS.get(a.op)
@@ -37,9 +39,9 @@ def print_plan(out: TextIO, folder: FolderConfig, decided: FolderPlan) -> None:
             extra = f"  ({human_bytes(size)})"
         else:
             extra = f"  (uuid {a.uuid})"
-        out.write(f"  {verb:<7} {a.path}{extra}\n")
+        out.write(escape(f"  {verb:<7} {a.path}{extra}") + "\n")
     if decided.refused:
-        out.write(f"  REFUSED {decided.refused}\n")
+        out.write(escape(f"  REFUSED {decided.refused}") + "\n")
     out.write(
         f"  plan: {decided.count(Op.UPLOAD)} uploads, {decided.count(Op.REPLACE)} updates,"
         f" {decided.count(Op.DELETE)} deletes, {decided.count(Op.ADOPT)} matched on the DAM"

@@ -17,7 +17,7 @@ from typing import Self
 
 from syncd.errors import StateError
 
-__all__ = ["StateLock", "holder", "lock_path"]
+__all__ = ["StateLock", "holder", "lock_path", "private_dir"]
 
 _TRIES = 20
 
@@ -40,7 +40,7 @@ class StateLock:
 
     def __enter__(self) -> Self:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StateError(f"cannot create the lock file {self.path}: {exc.strerror}") from None
@@ -59,8 +59,12 @@ class StateLock:
                 f"another syncd ({who}) is using the state database {self.path.with_suffix('')};"
                 " stop it first, or give this run its own [state] path"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # a full disk, most likely: the lock is held all the same
+            os.close(fd)
+            raise StateError(f"cannot write the lock file {self.path}: {exc.strerror}") from None
         self._fd = fd
         return self
 
@@ -72,6 +76,18 @@ class StateLock:
                 os.ftruncate(self._fd, 0)
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
+
+
+def private_dir(directory: Path) -> None:
+    """Create `directory` (and its parents) readable by its owner only (0700), whatever
+    the umask; an existing directory is left as it is."""
+    if directory.is_dir():
+        return
+    old = os.umask(0o077)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    finally:
+        os.umask(old)
 
 
 def holder(state: Path) -> int | None:

@@ -184,8 +184,9 @@ class Pacer:
         self._limited_streak = 0
         self.waits = 0
         self.rate_limited = 0
-        # Called whenever a request attempt ends (and per chunk of a streamed upload):
-        # the daemon's watchdog takes it as proof that the workers are not wedged.
+        # Called whenever a request attempt ends (and per chunk of a streamed upload),
+        # except a listing's pages, which beat only when they add files (`call`'s
+        # `beat`): the daemon's watchdog takes it as proof that the workers are not wedged.
         self.heartbeat: Callable[[], None] = _nothing
 
     @property
@@ -231,6 +232,7 @@ class Pacer:
         *,
         what: str,
         before_retry: Callable[[], Awaitable[T | None]] | None = None,
+        beat: bool = True,
     ) -> T:
         """Run `fn` under the pacer, retrying transient failures.
 
@@ -240,6 +242,10 @@ class Pacer:
             before_retry: for requests that are not idempotent (uploads): called before
                 each retry after a failure whose outcome is unknown; a non-None result
                 means the first attempt did land and is returned instead of retrying.
+            beat: whether a success counts as progress (`heartbeat`). A listing passes
+                False and beats itself only for pages that add files, so a DAM that
+                serves pages forever cannot keep the watchdog fed; failed attempts
+                always beat, as their number is bounded by the retry limit.
 
         Raises:
             TransientDamError: when the retry limit runs out.
@@ -258,7 +264,8 @@ class Pacer:
                     self.heartbeat()
                     error = exc
                 else:
-                    self.heartbeat()
+                    if beat:
+                        self.heartbeat()
                     self._on_success()
                     return result
             attempt += 1

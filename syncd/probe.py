@@ -17,13 +17,13 @@ import secrets
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
 
 import anyio
 from anyio.abc import TaskStatus
 
 from syncd.config import Config
 from syncd.dam import DamClient, Uploaded
+from syncd.dam_ops import uuid_segment
 from syncd.errors import AuthError, DamError, NameConflict, NotFound, SyncdError
 from syncd.probe_listing import WAIT_S, ListingChecks
 from syncd.probe_scratch import PERMISSIONS, Denied, Findings, Stop, folder_uuid, items_of
@@ -154,10 +154,8 @@ class Probe(ListingChecks):
         return up
 
     async def _details(self, uuid: str) -> dict[str, Any]:
-        body = await self.ask(
-            "OBJECTS_FETCH",
-            self.dam._call("GET", f"/files/{quote(uuid, safe='')}", what=f"details {uuid}"),
-        )
+        path = f"/files/{uuid_segment(uuid, 'details')}"
+        body = await self.ask("OBJECTS_FETCH", self.dam._call("GET", path, what=f"details {uuid}"))
         file = body.get("file")
         return file if isinstance(file, dict) else {}
 
@@ -200,7 +198,7 @@ class Probe(ListingChecks):
                 "FILE_RENAME",
                 self.dam._call(
                     "PATCH",
-                    f"/files/{quote(uuid, safe='')}",
+                    f"/files/{uuid_segment(uuid, 'rename')}",
                     what=f"rename {uuid}",
                     json_body={"name": new},
                 ),
@@ -278,7 +276,7 @@ class Probe(ListingChecks):
         if self.base is None:
             return
         uuid, sent, _ = self.base
-        path, what = f"/files/{quote(uuid, safe='')}", f"rename {uuid}"
+        path, what = f"/files/{uuid_segment(uuid, 'rename')}", f"rename {uuid}"
         new = self._name()
         body = await self.ask(
             "FILE_RENAME", self.dam._call("PATCH", path, what=what, json_body={"name": new})

@@ -15,11 +15,11 @@ import contextlib
 from collections.abc import Awaitable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final, TypeVar
-from urllib.parse import quote
 
 import anyio
 
 from syncd.dam import DamClient
+from syncd.dam_ops import uuid_segment
 from syncd.errors import AuthError, DamError, NameConflict, NotFound
 
 __all__ = [
@@ -297,7 +297,7 @@ class ScratchFolder:
                 await self.ask(
                     "DIR_DELETE",
                     self.dam._call(
-                        "DELETE", f"/folders/{quote(uuid, safe='')}", what=f"remove {path}"
+                        "DELETE", f"/folders/{uuid_segment(uuid, 'remove')}", what=f"remove {path}"
                     ),
                 )
             except NotFound:

@@ -11,6 +11,7 @@ from typing import Any, Protocol, TextIO
 
 import structlog
 
+from syncd.logs import escape, scrub
 from syncd.model import Skip
 
 __all__ = ["LogProgress", "NullProgress", "Progress", "Summary", "TtyProgress", "human_bytes"]
@@ -118,7 +119,8 @@ class Summary:
         lines.extend(f"skipped {s.path}: {s.reason}" for s in self.skipped)
         lines.extend(f"FAILED  {s.path}: {s.reason}" for s in self.failed)
         lines.extend(f"REFUSED {r}" for r in self.refused)
-        return "\n".join(lines)
+        # Names and DAM text go to a terminal: no key, no control characters.
+        return "\n".join(escape(scrub(line)) for line in lines)
 
 
 class Progress(Protocol):

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from syncd.logs import scrub
 from syncd.model import Unsure
 
 __all__ = ["ParkedFile", "RetryRecords"]
@@ -46,7 +47,7 @@ class RetryRecords:
         """Remember an asset of ours that must still be deleted (its delete failed)."""
         self._execute(
             "INSERT OR REPLACE INTO orphans (folder_id, uuid, reason) VALUES (?, ?, ?)",
-            (folder_id, uuid, reason),
+            (folder_id, uuid, scrub(reason)),
         )
 
     def orphans(self, folder_id: int | None) -> list[str]:
@@ -73,7 +74,8 @@ class RetryRecords:
             " VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (folder_id, path) DO UPDATE SET"
             " op = excluded.op, error = excluded.error, attempts = attempts + 1,"
             " updated_at = excluded.updated_at",
-            (folder_id, path, op, error, time.time()),
+            # Scrubbed here: `syncd status` shows it without knowing the key.
+            (folder_id, path, op, scrub(error), time.time()),
         )
 
     def unpark(self, folder_id: int, path: str) -> None:

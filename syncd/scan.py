@@ -8,6 +8,7 @@ import contextlib
 import errno
 import gc
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ _S_IFREG = stat.S_IFREG
 _S_IFDIR = stat.S_IFDIR
 
 _CHANGED = "changed during the scan"
+# C0 controls and DEL: see `_name_problem`.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +116,8 @@ def scan_paths(
         kind = st.st_mode & _S_IFMT
         if filt.path_ignored(rel, kind == _S_IFDIR):
             continue
-        if not _is_utf8(rel):
-            walk.skipped.append(Skip(_printable(rel), "name is not valid UTF-8"))
+        if (problem := _name_problem(rel)) is not None:
+            walk.skipped.append(Skip(_printable(rel), problem))
         elif kind == _S_IFDIR:
             walk.stack.append((full, rel + "/", st.st_dev, st.st_ino))
         elif kind == _S_IFREG:
@@ -221,8 +224,8 @@ class _Walk:
                     if ignored(rel, kind == _S_IFDIR):
                         if self.on_ignored is not None:
                             self.on_ignored(rel, kind == _S_IFDIR)
-                    elif not name.isascii() and not _is_utf8(name):
-                        self.skipped.append(Skip(_printable(rel), "name is not valid UTF-8"))
+                    elif not name.isprintable() and (problem := _name_problem(name)):
+                        self.skipped.append(Skip(_printable(rel), problem))
                     elif kind == _S_IFREG:
                         files[rel] = local_file(rel, st.st_size, st.st_mtime_ns, st.st_ino)
                     elif kind == _S_IFDIR:
@@ -258,6 +261,21 @@ class _Walk:
         else:
             kind = file_kind(stat.S_IFMT(st.st_mode))
             self.skipped.append(Skip(rel, f"symlink to something not a regular file ({kind})"))
+
+
+def _name_problem(name: str) -> str | None:
+    """Why a name cannot be synced as it is, or None.
+
+    Undecodable bytes cannot be sent as UTF-8 at all. Control characters (C0, DEL) can
+    be put on the wire, but how the DAM stores a name holding a new line or an escape is
+    undocumented, and the two upload paths would carry them differently (a multipart
+    header, a URL query): such a file is skipped with one warning rather than uploaded
+    under a name nobody can predict."""
+    if not name.isascii() and not _is_utf8(name):
+        return "name is not valid UTF-8; rename it to sync it"
+    if _CONTROL.search(name):
+        return "name has control characters (new line, tab, escape...); rename it to sync it"
+    return None
 
 
 def _is_utf8(name: str) -> bool:

@@ -13,6 +13,7 @@ so a 10,000-file sync does tens of commits, not 10,000.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from syncd.errors import StateError
+from syncd.lock import private_dir
 from syncd.model import Known
 from syncd.retries import RetryRecords
 from syncd.schema import SCHEMA, SCHEMA_VERSION, migrate
@@ -69,7 +71,10 @@ class State(RetryRecords):
                 conn.execute("PRAGMA query_only = ON")
                 conn.execute("PRAGMA busy_timeout = 5000")  # `syncd status` beside a daemon
                 return cls(conn, path)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(path.parent)
+            # Created 0600 before SQLite opens it (its -wal and -shm files take the same
+            # mode), whatever the umask: it maps paths to assets, parked DAM messages too.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
             conn = sqlite3.connect(path, isolation_level=None)
             conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL is durable across application crashes in WAL mode; only an OS crash

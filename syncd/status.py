@@ -19,6 +19,7 @@ from typing import Any
 from syncd.config import Config
 from syncd.errors import StateError
 from syncd.lock import holder
+from syncd.logs import escape
 from syncd.state import State
 
 __all__ = ["FolderStatus", "Parked", "Report", "collect", "render"]
@@ -134,4 +135,5 @@ def render(report: Report) -> str:
             lines.append(f"    {p.path}: {p.op} failed {p.attempts}x: {p.error}")
         if len(f.parked) > _SHOWN_PARKED:
             lines.append(f"    ... and {len(f.parked) - _SHOWN_PARKED} more (see --json)")
-    return "\n".join(lines)
+    # Paths and stored DAM text go to a terminal as they are: escape control characters.
+    return "\n".join(escape(line) for line in lines)

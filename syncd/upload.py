@@ -133,6 +133,7 @@ class _Sender:
                 self.body,
                 stream=self.stream,
                 before_retry=self._look_first(folder, name, started),
+                size=self.source.local.size,
             )
         except TransientDamError as exc:
             # Retries ran out; the last attempt may still have landed.

@@ -28,6 +28,7 @@ from syncd.errors import (
     TransientDamError,
 )
 from syncd.localfs import FileChanged, UnsafePath
+from syncd.logs import scrub
 from syncd.match import derived_name
 from syncd.model import Action, FolderTarget, Known, LocalFile, Op, Skip, remote_location
 from syncd.moves import carry_out_moves
@@ -113,14 +114,14 @@ class Executor:
         for action in jobs:
             try:
                 await self._transfer(target, action)
+                if self.state.pending >= _FLUSH_EVERY:
+                    self.state.flush()
             except (AuthError, StateError) as exc:
-                # The key was rejected or the state cannot be written: every other worker
-                # stops too, at once.
+                # The key was rejected or the state cannot be written (a full disk): every
+                # other worker stops too, at once.
                 self._fatal = exc
                 scope.cancel()
                 return
-            if self.state.pending >= _FLUSH_EVERY:
-                self.state.flush()
 
     async def _transfer(self, target: FolderTarget, action: Action) -> None:
         assert action.local is not None
@@ -307,6 +308,7 @@ class Executor:
         self.progress.advance(1, 0)
 
     def _failed(self, target: FolderTarget, action: Action, reason: str, kind: str) -> None:
+        reason = scrub(reason)  # it may quote the DAM, which may echo the key
         self.summary.failed.append(Skip(action.path, reason, kind=kind))
         self.state.park(target.folder_id, action.path, action.op.value, reason)
         self.progress.advance(1, 0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,24 @@ def test_key_file_warning(tmp_path: Path, mode: int, warns: bool) -> None:
 
 def test_key_file_warning_missing_file(tmp_path: Path) -> None:
     assert key_file_warning(tmp_path / "nope") is None
+
+
+def test_protect_key_wipes_the_environment_and_stops_core_dumps():
+    """In a fresh interpreter: after `protect_key()` the key is in neither `os.environ`
+    nor /proc/self/environ, the process is not dumpable, and the key is still found."""
+    code = (
+        "import ctypes, os\n"
+        "from syncd.apikey import protect_key, read_api_key\n"
+        "from syncd.config import DamConfig\n"
+        "protect_key()\n"
+        "dam = DamConfig('t', 'https://x', None, 1, 1, 1, 1, 0, 1, 1, 1)\n"
+        "print(os.environ.get('SYNCD_API_KEY'))\n"
+        "print(b'k3y-abcdefghij' in open('/proc/self/environ', 'rb').read())\n"
+        "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"
+        "print(read_api_key(dam))\n"
+    )
+    env = {**os.environ, "SYNCD_API_KEY": "k3y-abcdefghij"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["None", "False", "0", "k3y-abcdefghij"]

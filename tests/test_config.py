@@ -544,6 +544,21 @@ def test_default_config_path(
         ("http://localhost:8750", True),
         ("http://api.filerobot.com", False),
         ("http://10.0.0.5", False),
+        # Loopback is decided on the parsed address, not on how the host name begins.
+        ("http://127.255.0.9", True),
+        ("http://LOCALHOST:8750", True),
+        ("http://[::1]:8750", True),
+        ("http://[::1]", True),
+        ("http://127.evil.example", False),
+        ("http://127.0.0.1.evil.example:8750", False),
+        ("http://localhost.evil.example", False),
+        ("http://evil-localhost", False),
+        ("http://127.1", False),  # short and numeric spellings are refused, not guessed
+        ("http://2130706433", False),
+        ("http://0x7f.0.0.1", False),
+        ("http://0.0.0.0:8750", False),
+        ("http://[::]:8750", False),
+        ("http://[fe80::1]:8750", False),
     ],
 )
 def test_plain_http_only_on_loopback(root: Path, url: str, ok: bool) -> None:
@@ -554,6 +569,14 @@ def test_plain_http_only_on_loopback(root: Path, url: str, ok: bool) -> None:
     else:
         with pytest.raises(ConfigError, match="dam.base_url: .*use https"):
             config_from_dict(data, root / "c.toml")
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "https://[::1:8750", "http://127.0.0.1:http"])
+def test_unparsable_base_url_is_a_config_error(root: Path, url: str) -> None:
+    data = minimal()
+    data["dam"]["base_url"] = url
+    with pytest.raises(ConfigError, match=r"dam\.base_url: .* is not an http\(s\) URL; use one"):
+        config_from_dict(data, root / "c.toml")
 
 
 # --- dam.ca_bundle, and no way to turn TLS verification off ----------------------------------

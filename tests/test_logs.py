@@ -150,6 +150,71 @@ def test_redact_masks_exceptions_in_json():
     assert record["exception"][0]["exc_value"] == "bad key ***"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"cut at a length: {SECRET[:11]}",  # a truncation keeps the start
+        f"{SECRET[4:]} ends it",  # or the end
+        f"wrapped {SECRET[2:10]} in the middle",
+        f"twice: {SECRET[:9]} and {SECRET[-9:]}",
+    ],
+)
+def test_scrub_masks_any_run_of_eight_characters_of_the_key(text):
+    redact(SECRET)
+    masked = logs.scrub(text)
+    assert "***" in masked
+    for i in range(len(SECRET) - 7):
+        assert SECRET[i : i + 8] not in masked
+
+
+def test_scrub_leaves_other_text_alone():
+    redact(SECRET)
+    text = "upload /a/b.jpg: 413 ERR_FILE_TOO_LARGE s3cr3t-"  # 7 characters of the key
+    assert logs.scrub(text) == text
+
+
+def test_json_tracebacks_carry_no_locals():
+    out = io.StringIO()
+    configure(fmt="json", stream=out)
+    redact(SECRET)
+
+    def fails(secret_in_a_local: str) -> None:
+        raise RuntimeError("boom")
+
+    try:
+        fails(SECRET[:30] + "x" * 100)
+    except RuntimeError:
+        structlog.get_logger().exception("failed")
+    (event,) = lines_of(out)
+    frames = event["exception"][0]["frames"]
+    assert all("locals" not in f or not f["locals"] for f in frames)
+    assert SECRET[:8] not in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("a\x1b[31mred", "a\\x1b[31mred"),  # an ANSI escape
+        ("fake\nline", "fake\\x0aline"),
+        ("over\rwrite", "over\\x0dwrite"),
+        ("del\x7f and c1\x9b", "del\\x7f and c1\\x9b"),
+        ("lone \udcff surrogate", "lone \\udcff surrogate"),
+        ("plain é 日本", "plain é 日本"),
+    ],
+)
+def test_escape_shows_control_characters(raw, shown):
+    assert logs.escape(raw) == shown
+
+
+def test_console_escapes_control_characters():
+    out = io.StringIO()
+    configure(fmt="console", stream=out)
+    structlog.get_logger().warning("file_skipped", path="evil\x1b[2J\nFAKE line")
+    text = out.getvalue()
+    assert "\x1b[2J" not in text
+    assert len(text.splitlines()) == 1
+
+
 def test_console_format():
     out = io.StringIO()
     assert configure(fmt="console", stream=out) is True
@@ -204,6 +269,9 @@ async def test_no_line_of_an_end_to_end_run_holds_the_key(tmp_path, short_dir):
             async with running_daemon(cfg, pulse, env=env, args=["--log-level", "debug"]) as d:
                 with anyio.fail_after(30):
                     cmdline = await anyio.Path(f"/proc/{d.proc.pid}/cmdline").read_bytes()
+                    # $SYNCD_API_KEY was wiped from the environment block the kernel
+                    # shows; the reload below still finds the key.
+                    environ = await anyio.Path(f"/proc/{d.proc.pid}/environ").read_bytes()
                     write(root / "new.txt", "new")
                     await d.wait_event("sync_batch", lambda e: e["uploaded"] == 1)
                     d.proc.send_signal(signal.SIGHUP)
@@ -221,4 +289,5 @@ async def test_no_line_of_an_end_to_end_run_holds_the_key(tmp_path, short_dir):
     assert text.count("\n") > 150  # the run really said a lot
     assert '"dam_retry"' in text  # including the DAM's error messages
     assert KEY.encode() not in cmdline
+    assert KEY.encode() not in environ
     assert KEY not in text

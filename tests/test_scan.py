@@ -212,12 +212,28 @@ def test_names_that_are_not_utf8(root: Path) -> None:
     result = run(root)
 
     assert set(result.files) == {"ok/good.jpg"}
+    utf8 = "name is not valid UTF-8; rename it to sync it"
     assert skips(result) == {
-        "bad\\xff.jpg": "name is not valid UTF-8",
-        "dir\\xfe": "name is not valid UTF-8",  # the whole subtree
-        "ok/worse\\xc3.jpg": "name is not valid UTF-8",
+        "bad\\xff.jpg": utf8,
+        "dir\\xfe": utf8,  # the whole subtree
+        "ok/worse\\xc3.jpg": utf8,
     }
     assert result.dirs == 1
+
+
+def test_names_with_control_characters_are_skipped_with_one_warning_each(root: Path) -> None:
+    controls = [chr(c) for c in range(1, 32)] + ["\x7f"]  # NUL cannot be in a name
+    for i, c in enumerate(controls):
+        write(root / f"f{i}-{c}-x.jpg")
+    write(root / "dir\x1b[31m" / "inside.jpg")  # an ANSI escape in a directory name
+    write(root / "fine-é.jpg")
+
+    result = run(root)
+
+    assert set(result.files) == {"fine-é.jpg"}
+    reasons = skips(result)
+    assert len(reasons) == len(controls) + 1  # the directory is one skip, not one per file
+    assert all("control characters" in r for r in reasons.values())
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can list a chmod 000 directory")

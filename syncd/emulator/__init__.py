@@ -6,7 +6,7 @@ Modules: `options` (runtime settings, including switches for undocumented DAM be
 `model` (records, errors, path rules), `policies` (upload and listing rules), `store` (the
 in-memory DAM), `index` (listing filters and the lagging listing index), `blobs` (content),
 `shapes` (wire format), `permissions` (key permissions per route), `faults` (fault
-injection), `formdata` (multipart reader), `handlers` and `uploads` (request handlers),
+injection), `malice` (a deliberately hostile DAM), `formdata` (multipart reader), `handlers` and `uploads` (request handlers),
 `app` (routes and middleware), `server` (`Emulator`, `serve`) and `cli` (`run`).
 
 Example:

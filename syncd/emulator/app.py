@@ -10,6 +10,7 @@ import anyio
 from aiohttp import web
 
 from syncd.emulator import handlers as h
+from syncd.emulator import malice
 from syncd.emulator.faults import Faults
 from syncd.emulator.handlers import EMULATOR, emulator_of, error_reply, reply
 from syncd.emulator.model import EmulatorError
@@ -64,6 +65,8 @@ async def _guarded(
         if (fault := draw(emu.faults)) is not None:
             emu.stats.faults[kind] += 1
             raise fault
+    if emu.options.malice != "off":
+        return await malice.answer(request, emu, route, handler)
     return await handler(request)
 
 

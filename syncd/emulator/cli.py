@@ -19,6 +19,7 @@ import anyio
 from syncd.emulator.blobs import ContentMode
 from syncd.emulator.options import (
     Duplicates,
+    Malice,
     Naming,
     Options,
     QMatch,
@@ -116,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     faults.add_argument(
         "--seed", type=int, default=None, metavar="N", help="seed of the random generator"
+    )
+    faults.add_argument(
+        "--malice",
+        choices=get_args(Malice),
+        default="off",
+        help="a deliberately hostile DAM: echo_key (the key in error messages),"
+        " endless_pages / repeat_pages / uncounted_pages (listings that never end),"
+        " gzip_bomb (listings inflating to 1 GiB), trickle (upload replies a byte at a"
+        " time), wrong_types (wrong types in every answer); default off",
     )
     return p
 
@@ -221,6 +231,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "noop_conflict": args.noop_conflict,
         "same_asset_by": args.same_asset_by,
         "denied_permissions": args.deny,
+        "malice": args.malice,
     }
 
 

@@ -14,6 +14,7 @@ from syncd.emulator.permissions import PERMISSIONS
 
 __all__ = [
     "Duplicates",
+    "Malice",
     "Naming",
     "Options",
     "QMatch",
@@ -34,6 +35,17 @@ RenameInfoName = Literal["kept", "rewritten"]
 UpdatedAfterRule = Literal["exact", "second", "ignored"]
 SameAssetBy = Literal["stored", "sent"]
 SortRule = Literal["honoured", "ignored"]
+# The deliberately hostile answers of syncd.emulator.malice.
+Malice = Literal[
+    "off",
+    "echo_key",
+    "endless_pages",
+    "repeat_pages",
+    "uncounted_pages",
+    "gzip_bomb",
+    "trickle",
+    "wrong_types",
+]
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "naming": get_args(Naming),
@@ -45,6 +57,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "same_asset_by": get_args(SameAssetBy),
     "updated_after": get_args(UpdatedAfterRule),
     "sort": get_args(SortRule),
+    "malice": get_args(Malice),
 }
 _RATES = ("error_rate", "reset_before_commit_rate", "reset_after_commit_rate", "error_body_rate")
 _NUMBERS = (*_RATES, "rate_limit", "slow_ms", "listing_lag_s")
@@ -110,6 +123,9 @@ class Options:
             sent (`info.name`, so the re-send is answered `SAME_ASSET_EXISTS_SKIP_UPLOAD`).
         denied_permissions: unknown (docs/dam-api.md §1.3): permissions the key lacks; requests
             needing one get 403 `PERMISSION_DENIED`.
+        malice: a deliberately hostile DAM (see `syncd.emulator.malice`): echo the key in
+            errors, endless or repeated listing pages, a gzip bomb, trickled upload replies,
+            or wrong types in every answer; `off` by default.
     """
 
     naming: Naming = "keep"
@@ -137,6 +153,7 @@ class Options:
     noop_conflict: bool = True
     same_asset_by: SameAssetBy = "stored"
     denied_permissions: list[str] = field(default_factory=list)
+    malice: Malice = "off"
 
     def __post_init__(self) -> None:
         # Validate through the same path as runtime updates, so a bad constructor argument
