@@ -103,7 +103,8 @@ class DamClient(AssetOps):
         self._prefix = f"{base_url.rstrip('/')}/{quote(token, safe='')}/v4"
         # The key goes only to this scheme+host+port (see `_with_key`); built as `_url`
         # builds URLs (encoded: the host keeps its case), so the two compare equal.
-        self._origin = yarl.URL(self._prefix, encoded=True).origin()
+        origin = yarl.URL(self._prefix, encoded=True)
+        self._origin = (origin.scheme, origin.raw_host, origin.port)
         self._key = key
         self.pacer = pacer
         self._workers = workers
@@ -221,7 +222,8 @@ class DamClient(AssetOps):
         to a host it was not meant for. Redirects are never followed, for the same reason.
         """
         sent = dict(headers or {})
-        if url.origin() == self._origin:
+        # yarl caches these parts; building `url.origin()` per request costs more.
+        if (url.scheme, url.raw_host, url.port) == self._origin:
             sent["X-Filerobot-Key"] = self._key
         return sent
 
@@ -240,9 +242,13 @@ class DamClient(AssetOps):
         """The DAM's clock now, as near as syncd can tell: its last `Date` header plus the
         time since that header first arrived (the header has whole seconds, so this may
         run up to a second behind), or this machine's clock before any response."""
+        return self.clock_at(time.monotonic())
+
+    def clock_at(self, instant: float) -> datetime:
+        """The DAM's clock at `instant` (a `time.monotonic()` reading), as for `now`."""
         if self.server_time is None:
-            return datetime.now(UTC)
-        return self.server_time + timedelta(seconds=time.monotonic() - self._date_seen)
+            return datetime.now(UTC) - timedelta(seconds=time.monotonic() - instant)
+        return self.server_time + timedelta(seconds=instant - self._date_seen)
 
     def bookmark(self) -> str | None:
         """The DAM's clock now, as far as syncd has seen it: the later of its last `Date`

@@ -47,6 +47,18 @@ holding it forever; 64 KiB/s is far below any link syncd is meant for."""
 
 _CHUNK = 256 * KiB
 _RATE_HEADERS = 32  # kept at most, however many names a DAM invents
+# One of these comes with every rate-limit scheme in use (the IETF draft, GitHub-style
+# X-RateLimit-*, Retry-After); only then are all of an answer's headers walked.
+_RATE_HINTS = (
+    "Retry-After",
+    "RateLimit",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Policy",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+)
 
 
 async def read_body(resp: aiohttp.ClientResponse, what: str, cap: int | None = None) -> bytearray:
@@ -61,6 +73,11 @@ async def read_body(resp: aiohttp.ClientResponse, what: str, cap: int | None = N
             rather than drained.
     """
     cap = MAX_BODY_BYTES if cap is None else cap
+    length = resp.content_length
+    if length is not None and length <= cap and not resp.headers.get("Content-Encoding"):
+        # The common case, read at once: an uncompressed body whose length is known cannot
+        # grow past it (aiohttp reads exactly Content-Length bytes).
+        return bytearray(await resp.read())
     body = bytearray()
     async for chunk in resp.content.iter_chunked(_CHUNK):
         body += chunk
@@ -82,6 +99,10 @@ def _absent(_text: str) -> None:
     return None
 
 
+# One decoder for every body: `json.loads` with hooks would build a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_absent, parse_float=_finite)
+
+
 def decode_body(raw: bytes | bytearray, status: int, what: str) -> dict[str, Any]:
     """The JSON object in `raw`; `{}` for a failure status whose body is none (the status
     says enough). Non-finite numbers (`NaN`, `Infinity`, `1e999`) decode as null.
@@ -96,7 +117,7 @@ def decode_body(raw: bytes | bytearray, status: int, what: str) -> dict[str, Any
             raise TransientDamError(f"{what}: empty response", status=status)
         return {}
     try:
-        body = json.loads(raw, parse_constant=_absent, parse_float=_finite)
+        body = _DECODER.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         body = None
     if not isinstance(body, dict):
@@ -131,6 +152,11 @@ def upload_timeout(size: int | None, timeout: aiohttp.ClientTimeout) -> aiohttp.
 def note_rate_headers(seen: dict[str, str], headers: Mapping[str, str]) -> None:
     """Keep an answer's rate-limit headers in `seen` (`syncd probe` reports them), bounded
     in number and length."""
+    for hint in _RATE_HINTS:
+        if hint in headers:
+            break
+    else:
+        return  # the usual answer: a few case-insensitive lookups, no walk of every header
     for name, value in headers.items():
         lower = name.lower()
         if not (lower.startswith(("x-ratelimit", "ratelimit")) or lower == "retry-after"):

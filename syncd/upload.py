@@ -125,7 +125,8 @@ class _Sender:
         self.stream = stream
 
     async def __call__(self, folder: str, name: str) -> Uploaded:
-        started = self.up.dam.now()
+        # A monotonic reading: turned into the DAM's clock only if the outcome is unknown.
+        started = time.monotonic()
         try:
             return await self.up.dam.upload(
                 folder,
@@ -141,7 +142,7 @@ class _Sender:
                 await self._journal(folder, name, started)
             raise
 
-    async def _journal(self, folder: str, name: str, started: datetime) -> Unsure | None:
+    async def _journal(self, folder: str, name: str, started: float) -> Unsure | None:
         if self.source.error is not None:
             return None
         sha1 = await self.source.ensure_sha1()
@@ -151,14 +152,14 @@ class _Sender:
             name,
             sha1,
             self.source.local.size,
-            iso(started),
+            iso(self.up.dam.clock_at(started)),
             iso(self.up.dam.now()),
         )
         self.up.state.note_unsure(self.target.folder_id, entry)
         return entry
 
     def _look_first(
-        self, folder: str, name: str, started: datetime
+        self, folder: str, name: str, started: float
     ) -> Callable[[], Awaitable[Uploaded | None]]:
         async def look() -> Uploaded | None:
             if self.source.error is not None:
