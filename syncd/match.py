@@ -185,7 +185,7 @@ def unsure_matches(
             continue
         if "/" + r.folder.strip("/") != folder or not name_matches(r, entry.name):
             continue
-        created = parse_time(r.created_at or r.modified_at)
+        created = parse_time(r.created_at)
         if created is not None and start <= created <= end:
             found.append((created, r))
     found.sort(key=lambda pair: pair[0])

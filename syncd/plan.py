@@ -196,6 +196,8 @@ def plan(
         plan_full(local, known, remote, policy, result, deletes)
     _moves_instead(local, known, actions, deletes, {} if remote is None else remote.where())
 
+    if still_used and remote is not None:
+        still_used = _kept_uuids(local, known, actions, still_used)
     if still_used:
         shared = [d for d in deletes if d.uuid in still_used]
         deletes[:] = [d for d in deletes if d.uuid not in still_used]
@@ -222,6 +224,10 @@ def plan(
             actions.extend(deletes)
         else:
             result.withheld_deletes = len(deletes)
+            # A move onto a path whose asset may not be deleted waits with it: the asset
+            # holds the name, and the row would lose it.
+            held = {d.path for d in deletes}
+            actions[:] = [a for a in actions if not (a.op is Op.MOVE and a.path in held)]
     return result
 
 
@@ -291,6 +297,30 @@ def _moves_instead(
             and all(d.uuid != overwritten.uuid for d in deletes)
         ):
             deletes.append(Action(Op.DELETE, new_path, uuid=overwritten.uuid))
+
+
+def _kept_uuids(
+    local: Mapping[str, LocalFile],
+    known: Mapping[str, Known],
+    actions: list[Action],
+    still_used: Collection[str],
+) -> set[str]:
+    """Of `still_used`, the uuids a staying row keeps after this plan (full mode, where
+    `known` holds every row): a row whose path gets another asset (a file moved over it,
+    an asset adopted in its place) or new content (a replacement retires its asset) keeps
+    nothing, and its old asset must go."""
+    renewed = {
+        a.path
+        for a in actions
+        if a.op is Op.REPLACE
+        or (
+            a.op in (Op.MOVE, Op.ADOPT, Op.UPLOAD)
+            and a.path in known
+            and known[a.path].uuid != a.uuid
+        )
+    }
+    kept = {k.uuid for p, k in known.items() if p in local and p not in renewed}
+    return {u for u in still_used if u in kept}
 
 
 class _Protected:

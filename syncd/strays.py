@@ -89,6 +89,8 @@ async def sweep_strays(
         row = rows.get(e.path)
         if matches and (row is None or row.sha1 != e.sha1):
             adopted = await _adopt(dam, state, target, e, row, matches[0])
+            if adopted is None:
+                continue  # the file could not be read: decide at a later sweep
             if adopted:
                 known.add(matches[0].uuid)
                 matches = matches[1:]
@@ -131,16 +133,18 @@ async def _adopt(
     entry: Unsure,
     row: Known | None,
     asset: RemoteFile,
-) -> bool:
+) -> bool | None:
     """Record `asset` as the file's when the local file still holds the entry's content;
     the asset the file had before (older content) is then deleted, as a replacement
-    would have done."""
+    would have done. None when the file could not be read (nothing is decided then)."""
     try:
         st = os.stat(target.root / entry.path)
         local = LocalFile(entry.path, st.st_size, st.st_mtime_ns, st.st_ino)
         sha1 = await anyio.to_thread.run_sync(hash_file, target.root, local)
+    except FileNotFoundError:
+        return False  # the file is gone: what it left is a stray
     except (OSError, FileChanged):
-        return False
+        return None
     if sha1 != entry.sha1:
         return False
     state.record(
@@ -149,7 +153,10 @@ async def _adopt(
     )
     state.flush()
     log.info("upload_adopted_later", path=entry.path, uuid=asset.uuid)
-    if row is not None and not state.uuid_used_elsewhere(target.folder_id, row.uuid, entry.path):
+    # An asset adopted from elsewhere (the project refused a second copy) is not syncd's.
+    if row is not None and not row.foreign:
+        if state.uuid_used_elsewhere(target.folder_id, row.uuid, entry.path):
+            return True
         try:
             await dam.delete(row.uuid)
         except AuthError:

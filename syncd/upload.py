@@ -57,7 +57,7 @@ class Uploader:
                 raise source.error  # the file itself failed last time: no point in resending
             return source.read_all() if source.small() else source.stream()
 
-        send = _Sender(self, target, source, body, stream)
+        send = _Sender(self, target, source, body, stream, old_uuid)
         try:
             uploaded = await send(folder, name)
         except NameConflict:
@@ -72,12 +72,25 @@ class Uploader:
             raise source.error
         return uploaded, await source.ensure_sha1()
 
-    async def find(self, entry: Unsure) -> RemoteFile | None:
+    async def find(self, entry: Unsure, replacing: str | None = None) -> RemoteFile | None:
         """An asset in the entry's folder that holds its content under its name (or a
-        name the naming rule made of it), changed since just before the first attempt."""
+        name the naming rule made of it), changed since just before the first attempt,
+        that no state row knows, unless it is `replacing` (a new version keeps the uuid).
+        A DAM that ignores `updated_after` lists older assets too; their own times say."""
         since = _parse(entry.window_start) - WINDOW_MARGIN
-        async for r in self.dam.list_files(entry.folder, recursive=False, updated_after=iso(since)):
-            if not name_matches(r, entry.name):
+        until = _parse(entry.window_end) + WINDOW_MARGIN
+        listed = [
+            r
+            async for r in self.dam.list_files(
+                entry.folder, recursive=False, updated_after=iso(since)
+            )
+            if name_matches(r, entry.name)
+            and (when := parse_time(r.modified_at or r.created_at)) is not None
+            and since <= when <= until
+        ]
+        known = self.state.known_uuids(r.uuid for r in listed) - {replacing}
+        for r in listed:
+            if r.uuid in known:
                 continue
             sha1 = r.sha1
             if sha1 is None:
@@ -117,12 +130,14 @@ class _Sender:
         source: FileSource,
         body: Callable[[], Body],
         stream: bool,
+        replacing: str | None,
     ) -> None:
         self.up = uploader
         self.target = target
         self.source = source
         self.body = body
         self.stream = stream
+        self.replacing = replacing  # the asset a new version may keep the uuid of
 
     async def __call__(self, folder: str, name: str) -> Uploaded:
         # A monotonic reading: turned into the DAM's clock only if the outcome is unknown.
@@ -169,7 +184,7 @@ class _Sender:
             deadline = time.monotonic() + self.up.listing_lag_s
             pause = _FIRST_LOOK_PAUSE_S
             while True:
-                found = await self.up.find(entry)
+                found = await self.up.find(entry, self.replacing)
                 if found is not None:
                     log.info("upload_adopted_after_retry", path=entry.path, uuid=found.uuid)
                     return Uploaded(

@@ -94,8 +94,10 @@ class Executor:
             targets = {m.path for m in moves}
             freeing = [d for d in deletes if d.path in targets]
             if freeing:
-                await self._delete(target, freeing)
+                kept = await self._delete(target, freeing)
                 deletes = [d for d in deletes if d.path not in targets]
+                # The name is still taken: that move waits for the next run.
+                moves = [m for m in moves if m.path not in kept]
             await self._move(target, moves)
         async with anyio.create_task_group() as tg:
             for n in range(min(self.workers, len(transfers))):
@@ -240,7 +242,8 @@ class Executor:
             return
         self.state.drop_orphans(target.folder_id, orphans)
 
-    async def _delete(self, target: FolderTarget, deletes: Sequence[Action]) -> None:
+    async def _delete(self, target: FolderTarget, deletes: Sequence[Action]) -> set[str]:
+        """Delete the assets of `deletes`; returns the paths whose delete failed."""
         by_uuid: dict[str, list[Action]] = {}
         for a in deletes:
             if a.uuid is not None:
@@ -270,6 +273,7 @@ class Executor:
                 self.state.forget(target.folder_id, action.path, uuid)
             self.summary.deleted += 1
             log.debug("job_done", op="delete", path=group[0].path, uuid=uuid)
+        return {a.path for uuid in failed for a in by_uuid[uuid]}
 
     def _record(
         self,

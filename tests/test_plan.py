@@ -416,3 +416,36 @@ def test_an_unknown_asset_holding_the_new_content_replaces_the_outdated_one():
         (Op.MOVE, "a.txt", "new", "a.syncd-1234abcd.txt"),  # renamed into place
         (Op.DELETE, "a.txt", "old", None),  # before the move: it holds the name
     }
+
+
+def test_an_overwritten_asset_is_deleted_even_in_full_mode_with_shared_uuids():
+    # In full mode the caller passes every uuid a local path maps to as "still used";
+    # b's row is among them, but its file was overwritten by a's: its asset must go.
+    known = {"a": kn("a", "ua", inode=1, mtime=1), "b": kn("b", "ub", inode=2, mtime=2)}
+    local = {"b": lf("b", inode=1, mtime=1)}
+    matched = view([rf("a", "ua"), rf("b", "ub")], known, local)
+    result = plan(local, known, matched, DeletePolicy(force=True), still_used={"ub"})
+    assert {(a.op, a.path, a.uuid) for a in result.actions} == {
+        (Op.MOVE, "b", "ua"),
+        (Op.DELETE, "b", "ub"),
+    }
+
+
+def test_the_outdated_asset_of_an_adopted_twin_is_deleted_whatever_still_used_says():
+    known = {"a.txt": kn("a.txt", "old", sha1="aa")}
+    local = {"a.txt": lf("a.txt", size=20, mtime=2, sha1="bb")}
+    listing = [rf("a.txt", "old"), remote("a.syncd-1234abcd.txt", "new", sha1="bb", size=20)]
+    result = plan(local, known, view(listing, known, local), DEFAULT, still_used={"old"})
+    assert (Op.DELETE, "a.txt", "old") in {(a.op, a.path, a.uuid) for a in result.actions}
+
+
+def test_a_move_onto_a_path_whose_delete_is_refused_waits_with_it():
+    known = {"a": kn("a", "ua", inode=1, mtime=1), "b": kn("b", "ub", inode=2, mtime=2)}
+    known |= {f"k{i}": kn(f"k{i}", f"u{i}", inode=10 + i) for i in range(3)}
+    local = {"b": lf("b", inode=1, mtime=1)} | {
+        f"k{i}": lf(f"k{i}", inode=10 + i) for i in range(3)
+    }
+    strict = DeletePolicy(max_delete_percent=0, max_delete_count=0)
+    result = plan(local, known, None, strict)
+    assert result.refused is not None
+    assert [a for a in result.actions if a.op in (Op.MOVE, Op.DELETE)] == []
