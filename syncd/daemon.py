@@ -164,12 +164,7 @@ class Daemon:
         pacer.heartbeat = self.liveness.beat
         self.dam, self.pacer = dam, pacer
         self.executor = Executor(
-            dam,
-            self.state,
-            self.summary,
-            NullProgress(),
-            workers=pacer.aimd.maximum,
-            listing_lag_s=self.config.dam.listing_lag_s,
+            dam, self.state, self.summary, NullProgress(), workers=pacer.aimd.maximum
         )
 
     async def _run(self) -> None:

@@ -99,6 +99,7 @@ class DamClient(AssetOps):
         timeout_s: float = 120.0,
         connect_timeout_s: float = 10.0,
         ca_bundle: Path | None = None,
+        listing_lag_s: float = 5.0,
     ) -> None:
         self._prefix = f"{base_url.rstrip('/')}/{quote(token, safe='')}/v4"
         # The key goes only to this scheme+host+port (see `_with_key`); built as `_url`
@@ -109,6 +110,9 @@ class DamClient(AssetOps):
         self.pacer = pacer
         self._workers = workers
         self._ca_bundle = ca_bundle
+        # How far this DAM's listings may lag behind its writes (`dam.listing_lag_s`): a
+        # trait of the DAM, so it travels with its client and a reload renews both.
+        self.listing_lag_s = listing_lag_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
         self._proxy: str | None = None

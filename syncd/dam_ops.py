@@ -79,6 +79,18 @@ class AssetOps:
         # Alive, but described in a shape syncd does not know: a stub that says so.
         return RemoteFile(uuid, "", "", "", None, None)
 
+    async def hashed(self, r: RemoteFile) -> RemoteFile | None:
+        """`r` with its sha1 (and creation time) filled in from its details when a
+        listing left them out (docs/dam-api.md §3.3); None when the asset is gone."""
+        if r.sha1 is not None:
+            return r
+        found = await self.details(r.uuid)
+        if found is None:
+            return None
+        r.sha1 = found.sha1
+        r.created_at = r.created_at or found.created_at
+        return r
+
     async def delete(self, uuid: str) -> bool:
         """Delete one asset; an asset that is already gone counts as deleted. Returns
         whether this call removed it."""

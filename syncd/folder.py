@@ -119,7 +119,6 @@ class FolderRun:
             self.state,
             self.target(),
             self.summary,
-            listing_lag_s=self.config.dam.listing_lag_s,
             wait=wait,
         )
 

@@ -14,6 +14,7 @@ was unknown (the connection dropped after the DAM committed it) and then sent ag
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ __all__ = [
     "fits",
     "logical_path",
     "name_matches",
+    "temporary_name",
     "unsure_matches",
     "view",
 ]
@@ -59,6 +61,14 @@ def derived_name(stored: str, original: str) -> bool:
     if s_stem.startswith(o_stem + "-") and _SUFFIX.fullmatch(s_stem[len(o_stem) + 1 :]):
         return True
     return _RANDOM.fullmatch(s_stem) is not None
+
+
+def temporary_name(name: str) -> str:
+    """A fresh temporary name for an asset that is to become `name` (an upload aside
+    under a "refuse same name" policy, a name freed during a swap); `_untemp` reads it
+    back."""
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem or ext}.syncd-{secrets.token_hex(4)}{dot}{ext if stem else ''}"
 
 
 def _untemp(name: str) -> str | None:

@@ -8,13 +8,12 @@ current state (docs/dam-api.md, "no-op renames and moves")."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from syncd.dam import DamClient
 from syncd.errors import AuthError, DamError
-from syncd.match import derived_name
+from syncd.match import derived_name, temporary_name
 from syncd.model import Action, remote_location
 
 __all__ = ["Moved", "carry_out_moves"]
@@ -78,7 +77,7 @@ async def carry_out_moves(dam: DamClient, remote_root: str, moves: Sequence[Acti
     if any((s.new_folder, s.new_name) in held for s in renames):
         # Some target names are held by assets of this batch: free them all first.
         for s in renames:
-            temp = _temporary(s.new_name)
+            temp = temporary_name(s.new_name)
             if await _rename(dam, s, temp, out, failed):
                 s.name = temp
     for s in renames:
@@ -98,8 +97,3 @@ async def _rename(dam: DamClient, s: _Step, name: str, out: Moved, failed: set[s
         failed.add(s.uuid)
         return False
     return True
-
-
-def _temporary(name: str) -> str:
-    stem, dot, ext = name.rpartition(".")
-    return f"{stem or ext}.syncd-{secrets.token_hex(4)}{dot}{ext if stem else ''}"

@@ -41,14 +41,7 @@ async def initial_sync(
     try:
         async with make_dam(config, key, pacer) as dam:
             await check_access(dam, config)
-            executor = Executor(
-                dam,
-                state,
-                summary,
-                progress,
-                workers=config.dam.workers,
-                listing_lag_s=config.dam.listing_lag_s,
-            )
+            executor = Executor(dam, state, summary, progress, workers=config.dam.workers)
             for folder in config.folders:
                 with structlog.contextvars.bound_contextvars(folder=folder.name):
                     run = FolderRun(folder, config, dam, state, options, summary)
@@ -82,6 +75,7 @@ def make_dam(config: Config, key: str, pacer: Pacer) -> DamClient:
         timeout_s=config.dam.timeout_s,
         connect_timeout_s=config.dam.connect_timeout_s,
         ca_bundle=config.dam.ca_bundle,
+        listing_lag_s=config.dam.listing_lag_s,
     )
 
 

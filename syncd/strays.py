@@ -51,15 +51,15 @@ async def sweep_strays(
     target: FolderTarget,
     summary: Summary,
     *,
-    listing_lag_s: float,
     wait: bool = False,
 ) -> None:
     """Check one folder's journalled uploads of unknown outcome against the DAM.
 
     Args:
-        wait: first wait (at most `listing_lag_s`) until listings can show every
-            journalled upload, so the entries can be settled in this run.
+        wait: first wait (at most the DAM's `listing_lag_s`) until listings can show
+            every journalled upload, so the entries can be settled in this run.
     """
+    listing_lag_s = dam.listing_lag_s
     entries = state.unsure(target.folder_id)
     if not entries:
         return
@@ -115,13 +115,10 @@ async def _list(dam: DamClient, entries: Iterable[Unsure]) -> dict[str, list[Rem
         after = iso(since - WINDOW_MARGIN) if since is not None else None
         found = []
         async for r in dam.list_files(folder, recursive=False, updated_after=after):
-            if r.sha1 is None and any(name_matches(r, n) for n in names[folder]):
-                details = await dam.details(r.uuid)
-                if details is None:
-                    continue
-                r.sha1 = details.sha1
-                r.created_at = r.created_at or details.created_at
-            found.append(r)
+            if any(name_matches(r, n) for n in names[folder]):
+                hashed = await dam.hashed(r)
+                if hashed is not None:
+                    found.append(hashed)
         out[folder] = found
     return out
 

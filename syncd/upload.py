@@ -14,7 +14,6 @@ writes, it looks again with backoff for up to `dam.listing_lag_s`
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -24,7 +23,7 @@ import structlog
 
 from syncd.dam import Body, DamClient, Uploaded
 from syncd.errors import NameConflict, RateLimited, TransientDamError
-from syncd.match import WINDOW_MARGIN, name_matches
+from syncd.match import WINDOW_MARGIN, name_matches, temporary_name
 from syncd.model import FolderTarget, LocalFile, RemoteFile, Unsure, remote_location
 from syncd.source import FileSource
 from syncd.state import State
@@ -40,10 +39,9 @@ _FIRST_LOOK_PAUSE_S = 0.25
 class Uploader:
     """Uploads local files through one DAM client, journalling unknown outcomes."""
 
-    def __init__(self, dam: DamClient, state: State, *, listing_lag_s: float) -> None:
+    def __init__(self, dam: DamClient, state: State) -> None:
         self.dam = dam
         self.state = state
-        self.listing_lag_s = listing_lag_s
 
     async def upload(
         self, target: FolderTarget, local: LocalFile, old_uuid: str | None
@@ -90,23 +88,16 @@ class Uploader:
         ]
         known = self.state.known_uuids(r.uuid for r in listed) - {replacing}
         for r in listed:
-            if r.uuid in known:
-                continue
-            sha1 = r.sha1
-            if sha1 is None:
-                # The listing carries no hash: the asset's details do.
-                found = await self.dam.details(r.uuid)
-                sha1 = found.sha1 if found is not None else None
-            if sha1 == entry.sha1:
-                return r
+            found = None if r.uuid in known else await self.dam.hashed(r)
+            if found is not None and found.sha1 == entry.sha1:
+                return found
         return None
 
     async def _replace_refused(
         self, send: _Sender, folder: str, name: str, old_uuid: str
     ) -> Uploaded:
         """Replace under a "refuse same name" policy: upload aside, delete, rename."""
-        stem, dot, ext = name.rpartition(".")
-        temp = f"{stem or ext}.syncd-{secrets.token_hex(4)}{dot}{ext if stem else ''}"
+        temp = temporary_name(name)
         try:
             uploaded = await send(folder, temp)
         except NameConflict:
@@ -181,7 +172,7 @@ class _Sender:
                 raise self.source.error
             entry = await self._journal(folder, name, started)
             assert entry is not None
-            deadline = time.monotonic() + self.up.listing_lag_s
+            deadline = time.monotonic() + self.up.dam.listing_lag_s
             pause = _FIRST_LOOK_PAUSE_S
             while True:
                 found = await self.up.find(entry, self.replacing)

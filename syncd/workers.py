@@ -55,14 +55,13 @@ class Executor:
         progress: Progress,
         *,
         workers: int,
-        listing_lag_s: float = 5.0,
     ) -> None:
         self.dam = dam
         self.state = state
         self.summary = summary
         self.progress = progress
         self.workers = workers
-        self.uploader = Uploader(dam, state, listing_lag_s=listing_lag_s)
+        self.uploader = Uploader(dam, state)
         # Set when the state may now miss assets (the next run must list the DAM).
         self.needs_listing = False
 

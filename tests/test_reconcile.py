@@ -26,7 +26,7 @@ from syncd.localfs import open_checked
 from syncd.model import LocalFile
 from syncd.pacer import Pacer
 from syncd.progress import NullProgress, Summary
-from syncd.reconcile import RunOptions, initial_sync
+from syncd.reconcile import RunOptions, initial_sync, make_dam, make_pacer
 from syncd.state import State
 
 from .conftest import KEY, TOKEN, dam_tree, local_tree, write
@@ -728,3 +728,16 @@ async def test_renames_and_moves_keep_their_assets(emulator, tmp_path, root):
     assert after["z-renamed.bin"] == before["x/y/z.bin"]
     assert dam_tree(emulator, REMOTE) == local_tree(root)
     assert emulator.stats.uploads_committed == len(TREE)
+
+
+async def test_the_listing_lag_travels_with_the_dam_client(tmp_path, emulator, root):
+    """The lag is the DAM's trait: each client made from a config carries that config's
+    lag, so a reload that changes it (and so makes a new client) takes effect."""
+    for lag in (0.0, 7.5):
+        data = {
+            "dam": {"token": TOKEN, "base_url": emulator.url, "listing_lag_s": lag},
+            "state": {"path": str(tmp_path / "state.db")},
+            "folders": [folder(root)],
+        }
+        config = config_from_dict(data, tmp_path / "config.toml", env={})
+        assert make_dam(config, "key", make_pacer(config)).listing_lag_s == lag
