@@ -68,8 +68,9 @@ def mirror_problems(root: Path, emulator: Emulator, remote: str) -> list[str]:
     remote_files: dict[str, str] = {}
     problems: list[str] = []
     for rec in emulator.files():
-        if rec.original_path.startswith(prefix):
-            rel = rec.original_path[len(prefix) :]
+        # The name syncd last gave the asset: info.name may stay the upload-time name.
+        if rec.client_path.startswith(prefix):
+            rel = rec.client_path[len(prefix) :]
             if rel in remote_files:
                 problems.append(f"duplicate asset for {rel}")
             remote_files[rel] = rec.sha1
