@@ -25,9 +25,9 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import KEY, TOKEN, start_daemon, write_daemon_config
-from syncd.dam import DamClient
+from syncd.dam.client import DamClient
+from syncd.dam.pacer import Pacer
 from syncd.emulator import serve
-from syncd.pacer import Pacer
 
 
 def pct(values: list[float], p: float) -> float:

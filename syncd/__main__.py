@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from syncd.cli import main
+from syncd.cli.main import main
 
 raise SystemExit(main())

@@ -13,7 +13,7 @@ SyncdError
         └── AuthError      # 401, or 403 that rejects the key → exit 77 (EX_NOPERM)
 ```
 
-Errors are translated into this tree only at the HTTP edge (`syncd.dam`), so the rest of
+Errors are translated into this tree only at the HTTP edge (`syncd.dam.client`), so the rest of
 the code never sees aiohttp exceptions.
 """
 

@@ -23,11 +23,11 @@ import anyio
 import anyio.abc
 import pytest
 
-from syncd.config import Config
-from syncd.daemon import Daemon
+from syncd.config.schema import Config
+from syncd.daemon.lifecycle import Daemon
 from syncd.emulator import Emulator
 from syncd.emulator.model import Folder, StoredFile
-from syncd.systemd import Notifier
+from syncd.service.systemd import Notifier
 from tests.conftest import KEY, local_tree, write, write_config
 
 T = TypeVar("T")

@@ -1,0 +1,139 @@
+"""`syncd status`: what the state database says about each configured folder, read
+safely while a daemon writes it.
+
+It opens the database read-only through `syncd.state.store.State` (SQLite's WAL lets a
+reader see the last committed state without blocking the writer) and never creates it.
+For each folder it reports the files in sync, the paths queued (the daemon saves its
+queue every second), the files parked after failures with their last error, and when
+the last reconcile finished.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from syncd.config.schema import Config
+from syncd.errors import StateError
+from syncd.service.logs import escape
+from syncd.state.lock import holder
+from syncd.state.store import State
+
+__all__ = ["FolderStatus", "Parked", "Report", "collect", "render"]
+
+_SHOWN_PARKED = 20  # per folder in the text output; --json lists them all
+
+
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """A file that failed and waits for the next run."""
+
+    path: str
+    op: str
+    error: str
+    attempts: int
+    since: str  # ISO 8601, UTC
+
+
+@dataclass(slots=True)
+class FolderStatus:
+    """One [[folders]] entry."""
+
+    local: str
+    remote: str
+    in_sync: int = 0
+    pending: int = 0
+    last_reconcile: str | None = None  # ISO 8601, UTC; None: never
+    last_sync: str | None = None  # the last reconcile or daemon batch
+    parked: list[Parked] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Report:
+    """The whole status: the daemon, the state database and every folder."""
+
+    config: str
+    state: str
+    daemon_pid: int | None
+    folders: list[FolderStatus]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report for `--json`."""
+        out = asdict(self)
+        out["daemon_running"] = self.daemon_pid is not None
+        for folder in out["folders"]:
+            folder["parked_count"] = len(folder["parked"])
+        return out
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def collect(config: Config) -> Report:
+    """Read the status of every configured folder.
+
+    Raises:
+        StateError: the database exists but cannot be read.
+    """
+    path = config.state.path
+    folders = [FolderStatus(str(f.local), f.remote) for f in config.folders]
+    report = Report(str(config.source), str(path), holder(path), folders)
+    try:
+        # Read-only, and a missing database is not created: it reads as never synced.
+        with State.open(path, readonly=True) as state:
+            pending = Counter(fid for fid, _ in state.journal())
+            for folder in folders:
+                _fill(state, folder, pending)
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot read the state database {path}: {exc}") from None
+    return report
+
+
+def _fill(state: State, folder: FolderStatus, pending: Counter[int]) -> None:
+    fid = state.folder_id(folder.local, folder.remote)
+    if fid is None:
+        return
+    folder.last_reconcile = _iso(state.reconciled_at(fid))
+    folder.last_sync = _iso(state.bookmark(fid).last_sync)
+    folder.pending = pending[fid]
+    parked = sorted(state.parked(fid), key=lambda p: (-p.updated_at, p.path))  # newest first
+    folder.parked = [
+        Parked(p.path, p.op, p.error, p.attempts, _iso(p.updated_at) or "") for p in parked
+    ]
+    # A parked replace still has its older version on the DAM (a files row); it is not
+    # in sync until the new one lands.
+    stale = state.known_for(fid, (p.path for p in parked))
+    folder.in_sync = state.count(fid) - len(stale)
+
+
+def render(report: Report) -> str:
+    """The report as text for a terminal."""
+    if report.daemon_pid is None:
+        daemon = "not running"
+    elif report.daemon_pid < 0:
+        daemon = "running"
+    else:
+        daemon = f"running (pid {report.daemon_pid})"
+    lines = [f"daemon: {daemon}", f"config: {report.config}", f"state:  {report.state}"]
+    for f in report.folders:
+        lines += [
+            "",
+            f"{f.local} -> {f.remote}",
+            f"  in sync:        {f.in_sync}",
+            f"  pending:        {f.pending}",
+            f"  parked:         {len(f.parked)}",
+            f"  last reconcile: {f.last_reconcile or 'never'}",
+            f"  last sync:      {f.last_sync or 'never'}",
+        ]
+        for p in f.parked[:_SHOWN_PARKED]:
+            lines.append(f"    {p.path}: {p.op} failed {p.attempts}x: {p.error}")
+        if len(f.parked) > _SHOWN_PARKED:
+            lines.append(f"    ... and {len(f.parked) - _SHOWN_PARKED} more (see --json)")
+    # Paths and stored DAM text go to a terminal as they are: escape control characters.
+    return "\n".join(escape(line) for line in lines)
