@@ -30,6 +30,7 @@ __all__ = [
     "StateError",
     "SyncdError",
     "TransientDamError",
+    "most_telling",
 ]
 
 
@@ -108,3 +109,26 @@ class NameConflict(PermanentDamError):
 
 class AuthError(PermanentDamError):
     """The API key is missing, rejected or lacks a permission; the run must stop."""
+
+
+def most_telling(
+    group: BaseExceptionGroup[BaseException], cancelled: type[BaseException]
+) -> BaseException:
+    """The error that stopped a task group, out of its (nested) exception group: a
+    rejected key first (exit 77), then a bad config or state, then the first other error,
+    so the exit code says what matters. Cancellations (`cancelled`) are only what the
+    error caused; a group of nothing else is returned as it is."""
+    leaves: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup[BaseException]) -> None:
+        for exc in g.exceptions:
+            if isinstance(exc, BaseExceptionGroup):
+                walk(exc)
+            elif not isinstance(exc, cancelled):
+                leaves.append(exc)
+
+    walk(group)
+    for kind in (AuthError, ConfigError, StateError):
+        if found := [e for e in leaves if isinstance(e, kind)]:
+            return found[0]
+    return leaves[0] if leaves else group

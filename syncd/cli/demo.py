@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import os
 import random
 import secrets
@@ -18,11 +17,13 @@ from pathlib import Path
 
 import anyio
 
+from syncd.cli.progress import TtyProgress
 from syncd.config.schema import Config, config_from_dict
 from syncd.emulator import Emulator, serve
 from syncd.engine.initial_sync import RunOptions, initial_sync
-from syncd.engine.progress import NullProgress, Progress, Summary, TtyProgress
-from syncd.service.logs import configure, redact
+from syncd.engine.progress import NullProgress, Progress, Summary
+from syncd.redact import redact
+from syncd.service.logs import configure
 
 __all__ = ["main", "make_tree", "mirror_problems"]
 
@@ -156,6 +157,6 @@ async def _demo(work: Path, files: int, console: bool) -> int:
 
 async def _run(config: Config, key: str, emu: Emulator, console: bool) -> Summary:
     progress: Progress = TtyProgress() if console else NullProgress()
-    summary = await initial_sync(config, key, RunOptions(), progress, io.StringIO())
+    summary = await initial_sync(config, key, RunOptions(), progress)
     _say("   " + summary.render().replace("\n", "\n   ") + "\n")
     return summary

@@ -8,7 +8,7 @@ from syncd.config.schema import FolderConfig
 from syncd.engine.plan import FolderPlan
 from syncd.engine.progress import human_bytes
 from syncd.model import Op
-from syncd.service.logs import escape
+from syncd.redact import escape
 
 __all__ = ["print_plan"]
 

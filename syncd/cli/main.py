@@ -23,13 +23,16 @@ import anyio
 import structlog
 
 from syncd import __version__
+from syncd.cli.dryrun import print_plan
+from syncd.cli.progress import LogProgress, TtyProgress
 from syncd.config.apikey import key_file_warning, protect_key, read_api_key
 from syncd.config.paths import default_config_path
 from syncd.config.schema import Config, load_config
 from syncd.engine.initial_sync import RunOptions, initial_sync
-from syncd.engine.progress import LogProgress, NullProgress, Progress, Summary, TtyProgress
-from syncd.errors import AuthError, ConfigError, DamError, StateError
-from syncd.service.logs import configure, escape, redact, scrub
+from syncd.engine.progress import NullProgress, Progress, Summary
+from syncd.errors import AuthError, ConfigError, DamError, StateError, most_telling
+from syncd.redact import escape, redact, scrub
+from syncd.service.logs import configure
 from syncd.state.lock import StateLock
 
 __all__ = [
@@ -49,7 +52,7 @@ EXIT_NOPERM = os.EX_NOPERM  # 77
 EXIT_CONFIG = os.EX_CONFIG  # 78
 EXIT_INTERRUPTED = 130
 
-log = structlog.get_logger("syncd.cli.main")
+log = structlog.get_logger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,7 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             return _fail("syncd: --dry-run needs --initial-sync", EXIT_USAGE)
         return run_daemon(config, key)
-    options = RunOptions(dry_run=args.dry_run, verify=args.verify, force_delete=args.force_delete)
+    options = RunOptions(
+        dry_run=args.dry_run,
+        verify=args.verify,
+        force_delete=args.force_delete,
+        show_plan=partial(print_plan, sys.stdout) if args.dry_run else None,
+    )
     return run_initial_sync(config, key, options, console=console)
 
 
@@ -219,7 +227,7 @@ def run_initial_sync(config: Config, key: str, options: RunOptions, *, console: 
     try:
         # A dry run writes nothing, so it may look while a daemon runs.
         with contextlib.nullcontext() if options.dry_run else StateLock(config.state.path):
-            summary = anyio.run(initial_sync, config, key, options, progress, sys.stdout)
+            summary = anyio.run(initial_sync, config, key, options, progress)
     except (*_FATAL, OSError, BaseExceptionGroup) as exc:
         return _fatal(exc, config)
     except KeyboardInterrupt:
@@ -256,8 +264,8 @@ def _fatal(exc: BaseException, config: Config) -> int:
     """The message and exit code for an error that stopped a run: one line, never a
     traceback. A task group's ExceptionGroup is reported by the error inside it."""
     if isinstance(exc, BaseExceptionGroup):
-        inner = _first_leaf(exc)
-        if inner is None or isinstance(inner, BaseExceptionGroup):
+        inner = most_telling(exc, anyio.get_cancelled_exc_class())
+        if isinstance(inner, BaseExceptionGroup):
             raise exc
         if isinstance(inner, KeyboardInterrupt):
             return _fail("syncd: interrupted", EXIT_INTERRUPTED)
@@ -283,18 +291,6 @@ def _fatal(exc: BaseException, config: Config) -> int:
             f"syncd: the state database {config.state.path} is unusable: {exc}", EXIT_FAILED
         )
     return _fail(f"syncd: {exc}", EXIT_FAILED)
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The first error inside a (nested) exception group that is not a cancellation."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first_leaf(exc)
-            if found is not None:
-                return found
-        elif not isinstance(exc, anyio.get_cancelled_exc_class()):
-            return exc
-    return None
 
 
 def _report(summary: Summary, console: bool, out: TextIO, *, dry_run: bool) -> None:

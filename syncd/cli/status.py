@@ -18,7 +18,7 @@ from typing import Any
 
 from syncd.config.schema import Config
 from syncd.errors import StateError
-from syncd.service.logs import escape
+from syncd.redact import escape
 from syncd.state.lock import holder
 from syncd.state.store import State
 

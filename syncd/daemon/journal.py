@@ -17,7 +17,7 @@ from syncd.state.store import State
 
 __all__ = ["QueueJournal"]
 
-log = structlog.get_logger("syncd.daemon.lifecycle")
+log = structlog.get_logger(__name__)
 
 
 class QueueJournal:

@@ -16,7 +16,6 @@ second SIGINT exits at once.
 
 from __future__ import annotations
 
-import io
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -26,26 +25,26 @@ import anyio
 import structlog
 
 from syncd.config.schema import Config
+from syncd.daemon.batches import Batch, sync_settled
 from syncd.daemon.journal import QueueJournal
 from syncd.daemon.queue import Key, QueueStats, SettleQueue
-from syncd.daemon.reload import reload, reread_config
-from syncd.daemon.watchers import Watched, Watchers
+from syncd.daemon.reload import PreparedReload, prepare, reread_config
+from syncd.daemon.watchers import Watchers
 from syncd.dam.client import DamClient
+from syncd.dam.connect import check_access, make_dam, make_pacer
 from syncd.dam.pacer import MAX_PAUSE_S, Pacer
 from syncd.engine.executor import Executor
 from syncd.engine.folder import FolderRun, RunOptions
-from syncd.engine.initial_sync import check_access, make_dam, make_pacer
 from syncd.engine.progress import NullProgress, Summary
-from syncd.errors import AuthError, ConfigError, StateError
-from syncd.local.fs import root_status
-from syncd.local.scan import scan_paths
+from syncd.errors import ConfigError, DamError, StateError, most_telling
+from syncd.redact import redact
 from syncd.service.metrics import Metrics
 from syncd.service.systemd import Liveness, Notifier, status_line, supervise, watchdog_interval
 from syncd.state.store import State
 
 __all__ = ["Daemon"]
 
-log = structlog.get_logger("syncd.daemon.lifecycle")
+log = structlog.get_logger(__name__)
 
 _JOURNAL_EVERY_S = 1.0
 
@@ -149,7 +148,7 @@ class Daemon:
                 await check_access(self.dam, self.config)
                 await self._run()
             except BaseExceptionGroup as group:
-                raise _fatal(group) from None
+                raise most_telling(group, anyio.get_cancelled_exc_class()) from None
             finally:
                 await self.dam.__aexit__(None, None, None)
         finally:
@@ -250,16 +249,14 @@ class Daemon:
                 self._idle.set()
 
     async def _process(self, due: list[Key]) -> None:
-        by_folder: dict[int, list[str]] = {}
-        for fid, rel in due:
-            if fid in self.watchers.folders:  # a folder removed by a reload is not synced
-                by_folder.setdefault(fid, []).append(rel)
         batch = Summary()
         self.executor.summary = batch
-        for fid, rels in by_folder.items():
-            folder = self.watchers.folders[fid]
-            with structlog.contextvars.bound_contextvars(folder=folder.config.name):
-                await self._process_folder(fid, folder, rels, batch)
+        await sync_settled(
+            due,
+            Batch(self.config, self.dam, self.state, self.executor, self.queue, self.watchers),
+            batch,
+            self.liveness.beat,
+        )
         # Only a finished batch leaves the queue: one cut short by the grace period stays
         # in flight, so the journal keeps it for the next start.
         now = time.monotonic()
@@ -267,36 +264,6 @@ class Daemon:
         self._queue_gauges(now)
         log.info("sync_batch", paths=len(due), **batch.as_dict())
         self._finished(batch)
-
-    async def _process_folder(
-        self, fid: int, folder: Watched, rels: list[str], batch: Summary
-    ) -> None:
-        config = folder.config
-        problem = root_status(config.local)
-        if problem is not None:
-            # An unmounted or vanished root: no delete, no upload; its watcher is armed
-            # again once it is back, and the reconcile that follows sees everything.
-            log.error("folder_unusable", problem=problem)
-            batch.refused.append(f"{config.name}: {problem}")
-            return
-        run = FolderRun(config, self.config, self.dam, self.state, RunOptions(), batch)
-        scanned = await anyio.to_thread.run_sync(
-            scan_paths, config.local, rels, run.filt, self.liveness.beat
-        )
-        # A directory reported as new lists files that may still be written: those with
-        # their own pending events are left alone until they settle.
-        later = {p for p in scanned.files if self.queue.waiting((fid, p))}
-        for skip in scanned.skipped:
-            (batch.failed if skip.failed else batch.skipped).append(skip)
-        gone_dirs = [
-            rel
-            for rel in rels
-            if self.watchers.stat((fid, rel)) is None and self.state.known_under(run.folder_id, rel)
-        ]
-        decided, unreadable = await run.decide_paths(scanned, rels, later=later)
-        await run.carry_out(self.executor, decided, None, clean=not unreadable, partial=True)
-        if gone_dirs and not decided.refused:
-            await self.dam.remove_emptied_folders(config.remote, gone_dirs)
 
     async def _periodic(self) -> None:
         while True:
@@ -309,7 +276,7 @@ class Daemon:
             if self._reload_now.is_set():
                 self._reload_now = anyio.Event()
                 reason = "reload"
-                await reload(self)
+                await self._reload()
             await self._reconcile_all(reason)
 
     async def _reconcile_all(self, reason: str) -> None:
@@ -322,7 +289,7 @@ class Daemon:
                     run = FolderRun(
                         folder.config, self.config, self.dam, self.state, RunOptions(), run_summary
                     )
-                    await run.reconcile(self.executor, io.StringIO())  # prints only dry runs
+                    await run.reconcile(self.executor)
         log.info("reconcile_done", reason=reason, **run_summary.as_dict())
         self._finished(run_summary)
 
@@ -334,6 +301,55 @@ class Daemon:
         del self.summary.failed[:-100], self.summary.refused[:-100]
         self.metrics.record(part)
         self._last_sync = time.time()
+
+    # reload (SIGHUP)
+
+    async def _reload(self) -> None:
+        """Reload the config and key; `RELOADING=1` before, `READY=1` after, whether the
+        new config was taken or refused (but not once the daemon is stopping)."""
+        if self.stopping:
+            return
+        self.notifier.reloading()
+        try:
+            new, key = await anyio.to_thread.run_sync(self.reread, self.config)
+            redact(key)
+            async with self.busy():  # no batch or reconcile is in flight meanwhile
+                assert self.pacer is not None
+                await self.commit(
+                    await prepare(self.config, self.key, new, key, self.watchers, self.pacer)
+                )
+        # AuthError is a DamError; OSError: e.g. a new folder's watcher could not start.
+        except (ConfigError, DamError, OSError, StateError) as exc:
+            named = isinstance(exc, OSError | StateError)
+            error = f"{type(exc).__name__}: {exc}" if named else str(exc)
+            log.error("reload_rejected", error=error, kept=str(self.config.source))
+        finally:
+            if not self.stopping:
+                self.notifier.ready(self.status())
+
+    async def commit(self, ready: PreparedReload) -> None:
+        """Take a prepared reload; nothing here can fail (but a metrics port in use)."""
+        if ready.swap is not None:
+            old_dam = self.dam
+            self.install_dam(*ready.swap)
+            await old_dam.__aexit__(None, None, None)
+            log.info("dam_client_replaced", pacer_rebuilt=ready.plan.new_pacer)
+        old, self.config, self.key = self.config, ready.config, ready.key
+        self.queue.settle_s = ready.config.sync.settle_ms / 1000
+        self.liveness.stall_s = self.stall_limit(ready.config)
+        ready.apply_folders(self.watchers, self.queue)
+        self.metrics.folders.set(len(self.watchers.folders))
+        self.metrics.move(old.metrics.listen, ready.config.metrics.listen, ready.config.source)
+        plan = ready.plan
+        log.info(
+            "reload_done",
+            added=len(plan.added),
+            removed=len(plan.removed),
+            changed=len(plan.changed),
+            dam_changed=list(plan.dam_keys),
+            key_changed=ready.key_changed,
+            sync_changed=old.sync != ready.config.sync,
+        )
 
     # the watchdog and STATUS=
 
@@ -376,23 +392,3 @@ class Daemon:
         while True:
             await anyio.sleep(_JOURNAL_EVERY_S)
             self.journal.save(self.queue.tracked())
-
-
-def _fatal(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error that stopped the daemon, out of its task group's exception group: a
-    rejected key first (exit 77), then a bad config or state, then anything else, so
-    the exit code says what matters; cancellations are only what the error caused."""
-    leaves: list[BaseException] = []
-
-    def walk(g: BaseExceptionGroup[BaseException]) -> None:
-        for exc in g.exceptions:
-            if isinstance(exc, BaseExceptionGroup):
-                walk(exc)
-            elif not isinstance(exc, anyio.get_cancelled_exc_class()):
-                leaves.append(exc)
-
-    walk(group)
-    for kind in (AuthError, ConfigError, StateError):
-        if found := [e for e in leaves if isinstance(e, kind)]:
-            return found[0]
-    return leaves[0] if leaves else group

@@ -26,7 +26,7 @@ from syncd.state.store import State
 
 __all__ = ["Watched", "Watchers"]
 
-log = structlog.get_logger("syncd.local.watch")
+log = structlog.get_logger(__name__)
 
 _REARM_FIRST_S = 1.0
 _REARM_MAX_S = 60.0

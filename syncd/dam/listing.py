@@ -31,7 +31,7 @@ from syncd.model import RemoteFile
 
 __all__ = ["MAX_LISTED", "Pages", "files_of"]
 
-log = structlog.get_logger("syncd.dam.client")
+log = structlog.get_logger(__name__)
 
 MAX_LISTED = 500_000
 """The most files one listing may return: 5 times the 100,000-file folders syncd is

@@ -19,7 +19,7 @@ from syncd.model import RemoteFile
 
 __all__ = ["BULK", "AssetOps", "uuid_segment"]
 
-log = structlog.get_logger("syncd.dam.client")
+log = structlog.get_logger(__name__)
 
 BULK = 500
 """The most uuids per bulk request (the DAM documents no limit)."""

@@ -40,7 +40,7 @@ T = TypeVar("T")
 
 MAX_PAUSE_S = 120.0
 """The longest a `Retry-After` may pause every request."""
-log = structlog.get_logger("syncd.dam.pacer")
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)

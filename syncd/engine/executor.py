@@ -33,12 +33,12 @@ from syncd.errors import (
 )
 from syncd.local.fs import FileChanged, UnsafePath
 from syncd.model import Action, FolderTarget, Known, LocalFile, Op, Skip, remote_location
-from syncd.service.logs import scrub
+from syncd.redact import scrub
 from syncd.state.store import State
 
 __all__ = ["Executor", "FolderTarget", "failure_kind"]
 
-log = structlog.get_logger("syncd.engine.executor")
+log = structlog.get_logger(__name__)
 
 _FLUSH_EVERY = 256
 _CHANGE_RETRIES = 3

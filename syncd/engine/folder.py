@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import TextIO
 
 import anyio
 import structlog
 
-from syncd.cli.dryrun import print_plan
 from syncd.config.schema import Config, FolderConfig
 from syncd.dam.client import DamClient
 from syncd.dam.wire import iso, parse_time
@@ -45,7 +43,7 @@ from syncd.state.store import State
 
 __all__ = ["FolderRun", "RunOptions"]
 
-log = structlog.get_logger("syncd.engine.folder")
+log = structlog.get_logger(__name__)
 
 _UPDATED_AFTER_SLACK = timedelta(seconds=1)
 
@@ -57,6 +55,8 @@ class RunOptions:
     dry_run: bool = False
     verify: bool = False
     force_delete: bool = False
+    # A dry run hands each folder's plan here (the command line prints it).
+    show_plan: Callable[[FolderConfig, FolderPlan], None] | None = None
 
 
 class FolderRun:
@@ -84,7 +84,7 @@ class FolderRun:
         # The DAM's recursive file count as this run first saw it.
         self.seen_count: int | None = None
 
-    async def reconcile(self, executor: Executor, out: TextIO) -> None:
+    async def reconcile(self, executor: Executor) -> None:
         """Make the DAM folder mirror the local one (or print the plan)."""
         if not self.options.dry_run and self.folder_id is not None:
             # What uploads of unknown outcome left is settled before the listing is read.
@@ -95,7 +95,8 @@ class FolderRun:
         scanned, remote = surveyed
         decided, unreadable = await self._decide(scanned, remote)
         if self.options.dry_run:
-            print_plan(out, self.folder, decided)
+            if self.options.show_plan is not None:
+                self.options.show_plan(self.folder, decided)
             return
         await self.carry_out(executor, decided, remote, clean=not unreadable)
 

@@ -1,5 +1,5 @@
 """One reconcile pass (`--initial-sync`): make the DAM mirror every configured folder,
-through one DAM client and one pacer built from the config. The work for each folder
+through one DAM client and one pacer built from the config (`syncd.dam.connect`). The work for each folder
 is `syncd.engine.folder.FolderRun`.
 
 The DAM side costs a constant number of requests on a re-run: the folder's recursive
@@ -10,24 +10,20 @@ listed in full.
 
 from __future__ import annotations
 
-from typing import TextIO
-
 import structlog
 
 from syncd.config.schema import Config
-from syncd.dam.client import DamClient
-from syncd.dam.pacer import Backoff, Pacer
+from syncd.dam.connect import check_access, make_dam, make_pacer
 from syncd.engine.executor import Executor
 from syncd.engine.folder import FolderRun, RunOptions
 from syncd.engine.progress import Progress, Summary
-from syncd.errors import ConfigError
 from syncd.state.store import State
 
-__all__ = ["FolderRun", "RunOptions", "check_access", "initial_sync", "make_dam", "make_pacer"]
+__all__ = ["FolderRun", "RunOptions", "initial_sync"]
 
 
 async def initial_sync(
-    config: Config, key: str, options: RunOptions, progress: Progress, out: TextIO
+    config: Config, key: str, options: RunOptions, progress: Progress
 ) -> Summary:
     """Reconcile every folder once.
 
@@ -45,44 +41,8 @@ async def initial_sync(
             for folder in config.folders:
                 with structlog.contextvars.bound_contextvars(folder=folder.name):
                     run = FolderRun(folder, config, dam, state, options, summary)
-                    await run.reconcile(executor, out)
+                    await run.reconcile(executor)
     finally:
         progress.close()
         state.close()
     return summary
-
-
-def make_pacer(config: Config) -> Pacer:
-    """The one pacer of a process, from the [dam] settings."""
-    dc = config.dam
-    return Pacer(
-        dc.workers,
-        backoff=Backoff(
-            base_s=dc.backoff_base_s, cap_s=dc.backoff_max_s, max_attempts=dc.max_attempts
-        ),
-        max_requests_per_second=dc.max_requests_per_second or None,
-    )
-
-
-def make_dam(config: Config, key: str, pacer: Pacer) -> DamClient:
-    """The DAM client of a process, from the [dam] settings."""
-    return DamClient(
-        config.dam.base_url,
-        config.dam.token,
-        key,
-        pacer,
-        workers=config.dam.workers,
-        timeout_s=config.dam.timeout_s,
-        connect_timeout_s=config.dam.connect_timeout_s,
-        ca_bundle=config.dam.ca_bundle,
-        listing_lag_s=config.dam.listing_lag_s,
-    )
-
-
-async def check_access(dam: DamClient, config: Config) -> None:
-    """Fail fast on a rejected key (`AuthError`), or on an unknown token or an unverifiable
-    TLS certificate (`ConfigError`)."""
-    try:
-        await dam.check_access()
-    except ConfigError as exc:
-        raise ConfigError(f"{config.source}: {exc}") from None

@@ -38,7 +38,7 @@ from syncd.state.store import State
 
 __all__ = ["sweep_strays"]
 
-log = structlog.get_logger("syncd.engine.strays")
+log = structlog.get_logger(__name__)
 
 # However short `listing_lag_s` is set, an entry is kept this long after its window, so a
 # lag longer than configured (an index under load) is still caught by the next run.

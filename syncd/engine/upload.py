@@ -31,7 +31,7 @@ from syncd.state.store import State
 
 __all__ = ["Uploader"]
 
-log = structlog.get_logger("syncd.engine.upload")
+log = structlog.get_logger(__name__)
 
 _FIRST_LOOK_PAUSE_S = 0.25
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["coalesce", "is_watch_limit_error", "needs_polling", "watch_folder"]
 
-log = structlog.get_logger("syncd.local.watch")
+log = structlog.get_logger(__name__)
 
 # Filesystems where changes made on another host (or by the VM host) never reach this
 # kernel's inotify. fuseblk (ntfs-3g on a local disk) is not listed: every change to it is local.

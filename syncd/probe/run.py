@@ -23,8 +23,8 @@ from anyio.abc import TaskStatus
 
 from syncd.config.schema import Config
 from syncd.dam.client import DamClient, Uploaded
+from syncd.dam.connect import check_access, make_dam, make_pacer
 from syncd.dam.ops import uuid_segment
-from syncd.engine.initial_sync import check_access, make_dam, make_pacer
 from syncd.errors import AuthError, DamError, NameConflict, NotFound, SyncdError
 from syncd.probe.listing import WAIT_S, ListingChecks
 from syncd.probe.scratch import PERMISSIONS, Denied, Findings, Stop, folder_uuid, items_of

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -24,6 +25,8 @@ from syncd.engine.progress import Summary
 from syncd.errors import ConfigError
 
 __all__ = ["LAG_BUCKETS", "Metrics"]
+
+log = structlog.get_logger(__name__)
 
 # From "as fast as the settle window allows" to "stuck behind a rate limit".
 LAG_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
@@ -134,6 +137,20 @@ class Metrics:
             return None
         host, port = self._server.server_address[:2]
         return str(host), int(port)
+
+    def move(
+        self, old: tuple[str, int] | None, new: tuple[str, int] | None, source: Path | str
+    ) -> None:
+        """Follow a reload's new `[metrics] listen`; a port in use is logged, and the rest
+        of the new config still applies."""
+        if new == old:
+            return
+        self.close()
+        if new is not None:
+            try:
+                self.serve(*new, source=source)
+            except ConfigError as exc:
+                log.error("metrics_unavailable", error=str(exc))
 
     def close(self) -> None:
         """Stop the endpoint."""

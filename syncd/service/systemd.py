@@ -24,7 +24,7 @@ _TICK_S = 1.0  # STATUS= (and whatever `tick` refreshes) at most this often
 _EXTEND_EVERY_S = 10.0
 EXTEND_S = 60.0  # each EXTEND_TIMEOUT_USEC= during start-up grants this much
 
-log = structlog.get_logger("syncd.service.systemd")
+log = structlog.get_logger(__name__)
 
 
 def _address(value: str) -> str | None:

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from syncd.model import Unsure
-from syncd.service.logs import scrub
+from syncd.redact import scrub
 
 __all__ = ["ParkedFile", "RetryRecords"]
 

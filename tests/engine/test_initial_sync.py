@@ -10,6 +10,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,11 +19,13 @@ import pytest
 from structlog.testing import capture_logs
 
 import syncd.local.source
+from syncd.cli.dryrun import print_plan
 from syncd.config.schema import Config, config_from_dict
 from syncd.dam.client import DamClient
+from syncd.dam.connect import make_dam, make_pacer
 from syncd.dam.pacer import Pacer
 from syncd.emulator import Emulator
-from syncd.engine.initial_sync import RunOptions, initial_sync, make_dam, make_pacer
+from syncd.engine.initial_sync import RunOptions, initial_sync
 from syncd.engine.progress import NullProgress, Summary
 from syncd.errors import AuthError
 from syncd.local.fs import open_checked
@@ -68,7 +71,8 @@ def folder(root: Path, remote: str = REMOTE, **kw: Any) -> dict[str, Any]:
 async def sync(config: Config, **options: bool) -> tuple[Summary, str]:
     out = io.StringIO()
     with anyio.fail_after(30):
-        summary = await initial_sync(config, KEY, RunOptions(**options), NullProgress(), out)
+        run = RunOptions(**options, show_plan=partial(print_plan, out))
+        summary = await initial_sync(config, KEY, run, NullProgress())
     return summary, out.getvalue()
 
 

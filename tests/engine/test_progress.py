@@ -1,14 +1,12 @@
-"""Tests of syncd.engine.progress: byte formatting, the run summary and the progress displays."""
+"""Tests of syncd.engine.progress: byte formatting and the run summary."""
 
 from __future__ import annotations
 
-import io
 import time
 
 import pytest
-from structlog.testing import capture_logs
 
-from syncd.engine.progress import LogProgress, Summary, TtyProgress, human_bytes
+from syncd.engine.progress import Summary, human_bytes
 from syncd.model import Skip
 
 
@@ -106,48 +104,6 @@ def test_summary_ok():
     assert Summary(skipped=[Skip("x", "ignored")], unknown_kept=3).ok
     assert not Summary(failed=[Skip("x", "boom")]).ok
     assert not Summary(refused=["too many deletes"]).ok
-
-
-def test_log_progress_emits_sync_progress():
-    progress = LogProgress(every_s=0)
-    with capture_logs() as logs:
-        progress.add(4, 4000)
-        progress.advance(1, 1000)
-        progress.advance(2, 2000)
-        progress.close()
-    assert [e["event"] for e in logs] == ["sync_progress", "sync_progress"]
-    last = logs[-1]
-    assert last["log_level"] == "info"
-    assert {k: last[k] for k in ("files", "files_total", "bytes", "bytes_total")} == {
-        "files": 3,
-        "files_total": 4,
-        "bytes": 3000,
-        "bytes_total": 4000,
-    }
-    assert last["files_per_s"] > 0
-    assert last["eta_s"] is not None
-    assert last["eta_s"] >= 0
-
-
-def test_log_progress_waits_for_its_interval():
-    progress = LogProgress(every_s=3600)
-    with capture_logs() as logs:
-        progress.add(2, 10)
-        progress.advance(1, 5)
-        progress.advance(1, 5)
-    assert logs == []
-
-
-def test_tty_progress_draws_a_bar():
-    out = io.StringIO()
-    bar = TtyProgress(out)
-    bar.add(2, 2048)
-    bar.advance(1, 1024)
-    bar.advance(1, 1024)
-    bar.close()
-    text = out.getvalue()
-    assert "2/2 files" in text
-    assert "2.0 KiB" in text
 
 
 def test_render_without_counts_keeps_only_problems():

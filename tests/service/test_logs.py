@@ -15,9 +15,10 @@ import anyio
 import pytest
 import structlog
 
+import syncd.redact as redaction
 from syncd.emulator import serve
-from syncd.service import logs
-from syncd.service.logs import Format, configure, redact
+from syncd.redact import redact
+from syncd.service.logs import Format, configure
 from tests.conftest import KEY, TOKEN, run_syncd, write
 from tests.harness import Pulse, config, make_files, notify_socket, running_daemon
 
@@ -31,7 +32,7 @@ def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     others = {name: logging.getLogger(name).level for name in ("watchfiles", "aiohttp.access")}
-    monkeypatch.setattr(logs, "_secrets", set())
+    monkeypatch.setattr(redaction, "_secrets", set())
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
@@ -161,7 +162,7 @@ def test_redact_masks_exceptions_in_json():
 )
 def test_scrub_masks_any_run_of_eight_characters_of_the_key(text):
     redact(SECRET)
-    masked = logs.scrub(text)
+    masked = redaction.scrub(text)
     assert "***" in masked
     for i in range(len(SECRET) - 7):
         assert SECRET[i : i + 8] not in masked
@@ -170,7 +171,7 @@ def test_scrub_masks_any_run_of_eight_characters_of_the_key(text):
 def test_scrub_leaves_other_text_alone():
     redact(SECRET)
     text = "upload /a/b.jpg: 413 ERR_FILE_TOO_LARGE s3cr3t-"  # 7 characters of the key
-    assert logs.scrub(text) == text
+    assert redaction.scrub(text) == text
 
 
 def test_json_tracebacks_carry_no_locals():
@@ -203,7 +204,7 @@ def test_json_tracebacks_carry_no_locals():
     ],
 )
 def test_escape_shows_control_characters(raw, shown):
-    assert logs.escape(raw) == shown
+    assert redaction.escape(raw) == shown
 
 
 def test_console_escapes_control_characters():

@@ -15,9 +15,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from syncd.config.schema import load_config
-from syncd.daemon.lifecycle import _fatal
 from syncd.engine.upload import Uploader
-from syncd.errors import AuthError
+from syncd.errors import AuthError, most_telling
 from syncd.local.scan import _Walk
 from syncd.service.systemd import Liveness, Notifier, status_line, supervise, watchdog_interval
 from tests.conftest import KEY, write
@@ -335,7 +334,10 @@ async def test_the_fatal_error_of_a_task_group_is_the_one_that_matters():
     key = AuthError("the DAM rejected the API key")
     other = RuntimeError("boom")
     group = BaseExceptionGroup("g", [BaseExceptionGroup("inner", [cancelled()]), other, key])
-    assert _fatal(group) is key
-    assert _fatal(BaseExceptionGroup("g", [cancelled(), other])) is other
+    assert most_telling(group, anyio.get_cancelled_exc_class()) is key
+    assert (
+        most_telling(BaseExceptionGroup("g", [cancelled(), other]), anyio.get_cancelled_exc_class())
+        is other
+    )
     only_cancelled = BaseExceptionGroup("g", [cancelled()])
-    assert _fatal(only_cancelled) is only_cancelled
+    assert most_telling(only_cancelled, anyio.get_cancelled_exc_class()) is only_cancelled
