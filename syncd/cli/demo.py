@@ -1,12 +1,11 @@
 """`syncd demo`: a real end-to-end run of the main job on this machine, with nothing to
 set up. It builds a sample folder (nested directories, awkward names, files that must be
-ignored), starts the bundled DAM emulator on loopback, runs `--initial-sync` with the
+ignored), starts the bundled DAM emulator on loopback, runs `syncd sync` with the
 progress bar, checks that the DAM mirrors the folder, then edits the folder and shows that
 a re-run sends only the changes and that a no-op re-run costs a handful of requests."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import random
@@ -23,9 +22,8 @@ from syncd.emulator import Emulator, serve
 from syncd.engine.initial_sync import RunOptions, initial_sync
 from syncd.engine.progress import NullProgress, Progress, Summary
 from syncd.redact import redact
-from syncd.service.logs import configure
 
-__all__ = ["main", "make_tree", "mirror_problems"]
+__all__ = ["make_tree", "mirror_problems", "run_demo"]
 
 _NAMES = [
     "summer sale #1.jpg",
@@ -84,20 +82,13 @@ def mirror_problems(root: Path, emulator: Emulator, remote: str) -> list[str]:
     return problems
 
 
-def main(argv: list[str]) -> int:
+def run_demo(files: int, workdir: Path | None, console: bool) -> int:
     """Run the demo; returns 0 when every step checked out."""
-    parser = argparse.ArgumentParser(prog="syncd demo", description=__doc__)
-    parser.add_argument("--files", type=int, default=400, help="sample files (default 400)")
-    parser.add_argument(
-        "--workdir", type=Path, help="keep the sample folder and config here (default: temp)"
-    )
-    args = parser.parse_args(argv)
-    console = configure("warning", "auto")
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        return anyio.run(_demo, args.workdir, args.files, console)
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        return anyio.run(_demo, workdir, files, console)
     with tempfile.TemporaryDirectory(prefix="syncd-demo-") as tmp:
-        return anyio.run(_demo, Path(tmp), args.files, console)
+        return anyio.run(_demo, Path(tmp), files, console)
 
 
 def _say(text: str) -> None:

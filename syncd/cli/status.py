@@ -4,12 +4,14 @@ safely while a daemon writes it.
 It opens the database read-only through `syncd.state.store.State` (SQLite's WAL lets a
 reader see the last committed state without blocking the writer) and never creates it.
 For each folder it reports the files in sync, the paths queued (the daemon saves its
-queue every second), the files parked after failures with their last error, and when
-the last reconcile finished.
+queue every second), the files parked after failures with their last error, the deletes
+a run refused (with the command that carries them out once the user has checked), and
+when the last reconcile finished.
 """
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 import time
 from collections import Counter
@@ -49,6 +51,10 @@ class FolderStatus:
     last_reconcile: str | None = None  # ISO 8601, UTC; None: never
     last_sync: str | None = None  # the last reconcile or daemon batch
     parked: list[Parked] = field(default_factory=list)
+    refused: str | None = None  # why the last run held deletes back; None: nothing held
+    refused_deletes: int = 0
+    refused_since: str | None = None
+    command: str | None = None  # what to run once the user has checked
 
 
 @dataclass(slots=True)
@@ -90,6 +96,7 @@ def collect(config: Config) -> Report:
             pending = Counter(fid for fid, _ in state.journal())
             for folder in folders:
                 _fill(state, folder, pending)
+                _refused(state, folder, config)
     except sqlite3.Error as exc:
         raise StateError(f"cannot read the state database {path}: {exc}") from None
     return report
@@ -112,6 +119,19 @@ def _fill(state: State, folder: FolderStatus, pending: Counter[int]) -> None:
     folder.in_sync = state.count(fid) - len(stale)
 
 
+def _refused(state: State, folder: FolderStatus, config: Config) -> None:
+    refusal = state.refusal(state.folder_id(folder.local, folder.remote))
+    if refusal is None:
+        return
+    folder.refused = refusal.reason
+    folder.refused_deletes = refusal.deletes
+    folder.refused_since = _iso(refusal.since)
+    where = shlex.quote(str(config.source))
+    # Deletes wait for --force-delete; an unusable folder for the user to fix it.
+    force = " --force-delete" if refusal.deletes else ""
+    folder.command = f"syncd sync{force} --config {where}"
+
+
 def render(report: Report) -> str:
     """The report as text for a terminal."""
     if report.daemon_pid is None:
@@ -131,6 +151,14 @@ def render(report: Report) -> str:
             f"  last reconcile: {f.last_reconcile or 'never'}",
             f"  last sync:      {f.last_sync or 'never'}",
         ]
+        if f.refused is not None:
+            what = f"{f.refused_deletes} deletes held back" if f.refused_deletes else "not synced"
+            lines += [
+                f"  REFUSED:        {what} since {f.refused_since}: {f.refused}",
+                "    check the folder (a disk not mounted? files removed by mistake?)."
+                + (" If the deletes are wanted, run:" if f.refused_deletes else " Then run:"),
+                f"    {f.command}",
+            ]
         for p in f.parked[:_SHOWN_PARKED]:
             lines.append(f"    {p.path}: {p.op} failed {p.attempts}x: {p.error}")
         if len(f.parked) > _SHOWN_PARKED:

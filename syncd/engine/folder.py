@@ -94,6 +94,9 @@ class FolderRun:
             return
         scanned, remote = surveyed
         decided, unreadable = await self._decide(scanned, remote)
+        if not self.options.dry_run and not decided.refused:
+            # The whole folder was looked at and nothing waits for the user any more.
+            self.state.clear_refusal(self.folder_id)
         if self.options.dry_run:
             if self.options.show_plan is not None:
                 self.options.show_plan(self.folder, decided)
@@ -102,6 +105,8 @@ class FolderRun:
 
     def _unusable(self, problem: str) -> None:
         self.summary.refused.append(f"{self.folder.name}: {problem}; nothing was synced or deleted")
+        if not self.options.dry_run and self.folder_id is not None:
+            self.state.note_refusal(self.folder_id, f"{problem}; nothing was synced", 0)
         log.error("folder_unusable", problem=problem)
 
     def target(self) -> FolderTarget:
@@ -298,6 +303,8 @@ class FolderRun:
         if decided.refused:
             self.summary.refused.append(f"{self.folder.name}: {decided.refused}")
             log.error("deletes_refused", reason=decided.refused, withheld=decided.withheld_deletes)
+            if not self.options.dry_run and self.folder_id is not None:
+                self.state.note_refusal(self.folder_id, decided.refused, decided.withheld_deletes)
         return decided, unreadable
 
     def _still_used(

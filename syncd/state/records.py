@@ -1,4 +1,5 @@
-"""The state's records of work still owed: orphans (assets syncd replaced but could not
+"""The state's records of work still owed: refusals (deletes a run held back, which wait
+for the user), orphans (assets syncd replaced but could not
 delete yet), parked files (whose last attempt failed, retried by the next run and shown
 by `syncd status`), and uploads of unknown outcome (which may have left a second asset on
 the DAM, checked by a later listing). `syncd.state.store.State` mixes them in, on its
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from syncd.model import Unsure
 from syncd.redact import scrub
 
-__all__ = ["ParkedFile", "RetryRecords"]
+__all__ = ["ParkedFile", "Refusal", "RetryRecords"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,15 @@ class ParkedFile:
     updated_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a folder's last run held deletes back; they wait for the user."""
+
+    reason: str
+    deletes: int  # deletes withheld; 0: the folder itself was unusable
+    since: float
+
+
 class RetryRecords:
     """Orphan and parked-file rows; `State` provides the connection and the helpers."""
 
@@ -40,6 +50,37 @@ class RetryRecords:
 
     def _transaction(self) -> AbstractContextManager[None]:
         raise NotImplementedError
+
+    # refusals: deletes held back (a mass delete over the threshold, an unusable root)
+
+    def note_refusal(self, folder_id: int, reason: str, deletes: int) -> None:
+        """Remember that a run of this folder held `deletes` deletes back, and why; the
+        time of the first refusal in a row is kept."""
+        self._execute(
+            "UPDATE folders SET refused = ?, refused_deletes = ?,"
+            " refused_at = COALESCE(refused_at, ?) WHERE id = ?",
+            (scrub(reason), deletes, time.time(), folder_id),
+        )
+
+    def clear_refusal(self, folder_id: int | None) -> None:
+        """A run of the whole folder held nothing back."""
+        if folder_id is not None:
+            self._execute(
+                "UPDATE folders SET refused = NULL, refused_deletes = 0, refused_at = NULL"
+                " WHERE id = ? AND refused IS NOT NULL",
+                (folder_id,),
+            )
+
+    def refusal(self, folder_id: int | None) -> Refusal | None:
+        """What the folder's last run held back, if anything."""
+        if folder_id is None:
+            return None
+        row = self._conn.execute(
+            "SELECT refused, refused_deletes, refused_at FROM folders WHERE id = ?", (folder_id,)
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return Refusal(row[0], row[1], row[2])
 
     # orphans: assets syncd replaced but could not delete yet
 

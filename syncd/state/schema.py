@@ -6,7 +6,7 @@ import sqlite3
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -19,6 +19,9 @@ CREATE TABLE IF NOT EXISTS folders (
     unknown_kept INTEGER NOT NULL DEFAULT 0,
     last_sync REAL,
     reconciled_at REAL,
+    refused TEXT,
+    refused_deletes INTEGER NOT NULL DEFAULT 0,
+    refused_at REAL,
     UNIQUE (local, remote)
 );
 CREATE TABLE IF NOT EXISTS files (
@@ -76,6 +79,10 @@ def migrate(conn: sqlite3.Connection) -> None:
     if "reconciled_at" not in columns:  # schema 3: its last run was a reconcile too
         conn.execute("ALTER TABLE folders ADD COLUMN reconciled_at REAL")
         conn.execute("UPDATE folders SET reconciled_at = last_sync")
+    if "refused" not in columns:  # schema 6: why the last run held deletes back
+        conn.execute("ALTER TABLE folders ADD COLUMN refused TEXT")
+        conn.execute("ALTER TABLE folders ADD COLUMN refused_deletes INTEGER NOT NULL DEFAULT 0")
+        conn.execute("ALTER TABLE folders ADD COLUMN refused_at REAL")
     columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
     if "foreign_asset" not in columns:  # schema 1
         conn.execute("ALTER TABLE files ADD COLUMN foreign_asset INTEGER NOT NULL DEFAULT 0")

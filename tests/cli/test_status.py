@@ -101,3 +101,57 @@ async def test_status_reads_a_database_an_older_syncd_wrote(tmp_path, emulator):
     (folder,) = collect(cfg).folders
     assert folder.last_reconcile is None
     assert folder.last_sync == "1970-01-01T00:00:00Z"
+
+
+async def test_status_shows_refused_deletes_and_the_command_that_carries_them_out(
+    tmp_path, emulator
+):
+    root = tmp_path / "root"
+    make_files(root, 40)
+    cfg = config(tmp_path, emulator, root, max_delete_percent=10, max_delete_count=5)
+    assert (await run_syncd("sync", "--config", cfg)).code == 0
+    for path in sorted(root.rglob("*.txt"))[:30]:
+        path.unlink()
+
+    refused = await run_syncd("--config", cfg, "sync")  # global option before the command
+    assert refused.code == 1
+    assert len(emulator.files()) == 40  # nothing was deleted
+
+    (folder,) = (await status_json(cfg))["folders"]
+    assert folder["refused_deletes"] == 30
+    assert "refusing to delete 30 of 40" in folder["refused"]
+    assert folder["refused_since"] is not None
+    assert folder["command"] == f"syncd sync --force-delete --config {cfg}"
+    text = (await run_syncd("status", "--config", cfg)).stdout
+    assert "REFUSED:        30 deletes held back since" in text
+    assert f"    syncd sync --force-delete --config {cfg}" in text.splitlines()
+
+    # The command status gave carries the deletes out, and the refusal is gone.
+    command = folder["command"].split()
+    assert command[:3] == ["syncd", "sync", "--force-delete"]
+    done = await run_syncd(*command[1:])
+    assert done.code == 0, done.stderr
+    assert len(emulator.files()) == 10
+    (folder,) = (await status_json(cfg))["folders"]
+    assert folder["refused"] is None
+    assert folder["command"] is None
+    assert "REFUSED" not in (await run_syncd("status", "--config", cfg)).stdout
+
+
+async def test_a_run_that_no_longer_needs_the_deletes_clears_the_refusal(tmp_path, emulator):
+    root = tmp_path / "root"
+    make_files(root, 40)
+    cfg = config(tmp_path, emulator, root, max_delete_percent=10, max_delete_count=5)
+    assert (await run_syncd("sync", "--config", cfg)).code == 0
+    moved = tmp_path / "aside"
+    root.rename(moved)
+    root.mkdir()  # the disk "not mounted": an empty root
+    assert (await run_syncd("sync", "--config", cfg)).code == 1
+    (folder,) = (await status_json(cfg))["folders"]
+    assert folder["refused_deletes"] == 40
+    root.rmdir()
+    moved.rename(root)  # mounted again: nothing to delete
+    assert (await run_syncd("sync", "--config", cfg)).code == 0
+    (folder,) = (await status_json(cfg))["folders"]
+    assert folder["refused"] is None
+    assert len(emulator.files()) == 40
