@@ -4,4 +4,5 @@ from __future__ import annotations
 
 __all__ = ["__version__"]
 
-__version__ = "0.1.0"
+# The one source of the version: pyproject.toml reads it here (hatch dynamic version).
+__version__ = "0.2.0"

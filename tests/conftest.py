@@ -1,9 +1,16 @@
 """Shared fixtures: a real emulator on loopback, config files on tmp_path, and a runner
-for the real `syncd` command in a subprocess."""
+for the real `syncd` command in a subprocess.
+
+Also the two layers of tests. A test is `unit` (one module, no emulator, no syncd
+process: the whole set runs in seconds, `pytest -m unit`) or `e2e`. A module or test may
+say which; one that does not is `e2e` when it uses the `emulator` fixture and `unit`
+otherwise. A test marked `unit` that starts the emulator, syncd or its daemon fails and
+says to mark it `e2e`, so the fast set stays fast and the split stays honest."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -39,6 +46,58 @@ NAMES = [
 KEY = "test-key-5f2b9c0e7d"
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "proj"
+
+
+_E2E_FIXTURES = {"emulator", "dam"}
+_current: list[pytest.Item] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        layers = {m.name for m in item.iter_markers()} & {"unit", "e2e"}
+        if len(layers) == 2:
+            raise pytest.UsageError(f"{item.nodeid}: marked both unit and e2e")
+        if not layers:
+            uses = _E2E_FIXTURES & set(getattr(item, "fixturenames", ()))
+            item.add_marker(pytest.mark.e2e if uses else pytest.mark.unit)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    _current.append(item)
+    try:
+        return (yield)
+    finally:
+        _current.pop()
+
+
+def refuse_in_unit(what: str) -> None:
+    """Fail a `unit` test that starts `what` (the emulator, syncd, its daemon)."""
+    if _current and _current[-1].get_closest_marker("unit") is not None:
+        pytest.fail(f"{_current[-1].nodeid} is marked unit but starts {what}: mark it e2e")
+
+
+def _guarded_emulator_init(self: Emulator, *args: Any, **kwargs: Any) -> None:
+    refuse_in_unit("the DAM emulator")
+    _emulator_init(self, *args, **kwargs)
+
+
+_emulator_init = Emulator.__init__
+setattr(Emulator, "__init__", _guarded_emulator_init)  # noqa: B010 (mypy: no method assignment)
+
+
+def _guarded_process(start: Callable[..., Any]) -> Callable[..., Any]:
+    def guarded(command: Any, *args: Any, **kwargs: Any) -> Any:
+        words = [str(w) for w in command] if isinstance(command, list | tuple) else []
+        if any(a == "-m" and b.split(".")[0] == "syncd" for a, b in itertools.pairwise(words)):
+            refuse_in_unit(" ".join(words[1:3]))
+        return start(command, *args, **kwargs)
+
+    return guarded
+
+
+anyio.run_process = _guarded_process(anyio.run_process)
+anyio.open_process = _guarded_process(anyio.open_process)
 
 
 @pytest.fixture
@@ -100,6 +159,7 @@ class Run:
 
 async def run_syncd(*args: str | Path, env: dict[str, str] | None = None) -> Run:
     """Run the real `syncd` command (`python -m syncd`) and parse its JSON log lines."""
+    refuse_in_unit("syncd")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
     full_env["SYNCD_API_KEY"] = KEY
     full_env.update(env or {})
@@ -169,6 +229,7 @@ def short_dir() -> Iterator[Path]:
 async def emulator_command(*args: str) -> AsyncIterator[tuple[Process, str]]:
     """The real `syncd-emulator` command (`python -m syncd.emulator --port 0 ARGS`) and the
     first line it prints; the block should stop it (it is killed if still running)."""
+    refuse_in_unit("the syncd-emulator command")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "syncd.emulator", "--port", "0", *args]
     async with await anyio.open_process(command, env=env) as process:

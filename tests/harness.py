@@ -28,7 +28,7 @@ from syncd.daemon.lifecycle import Daemon
 from syncd.emulator import Emulator
 from syncd.emulator.model import Folder, StoredFile
 from syncd.service.systemd import Notifier
-from tests.conftest import KEY, local_tree, write, write_config
+from tests.conftest import KEY, local_tree, refuse_in_unit, write, write_config
 
 T = TypeVar("T")
 
@@ -235,6 +235,7 @@ async def running_daemon(
     `daemon_ready` event; yield it; then stop it with SIGTERM and assert it exited 0
     (unless the block stopped or killed it itself). The daemon is killed when the block
     fails, and a timeout gets the end of the daemon's log as a note."""
+    refuse_in_unit("the syncd daemon")
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
     full_env["SYNCD_API_KEY"] = KEY
     full_env.update(env or {})

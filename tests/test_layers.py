@@ -135,3 +135,17 @@ def test_the_top_of_the_tree_stays_small_and_every_module_says_what_it_owns() ->
         if not ast.get_docstring(ast.parse(path.read_text()))
     ]
     assert not undocumented, undocumented
+
+
+def test_a_unit_test_may_not_start_the_emulator_or_syncd(tmp_path):
+    # This test is `unit`: the guard in tests/conftest.py fails it before anything starts.
+    import sys
+
+    import anyio
+
+    from syncd.emulator import Emulator
+
+    with pytest.raises(pytest.fail.Exception, match="marked unit but starts the DAM emulator"):
+        Emulator()
+    with pytest.raises(pytest.fail.Exception, match="marked unit but starts -m syncd"):
+        anyio.run(anyio.run_process, [sys.executable, "-m", "syncd", "--version"])

@@ -5,6 +5,9 @@ from __future__ import annotations
 import sys
 
 import anyio
+import pytest
+
+pytestmark = pytest.mark.e2e
 
 
 async def test_demo_runs_and_verifies_the_mirror(tmp_path):

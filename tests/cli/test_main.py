@@ -263,6 +263,7 @@ async def test_failed_files_are_listed_and_exit_1_then_recover(tmp_path, emulato
     assert dam_tree(emulator, "/x") == local_tree(root)
 
 
+@pytest.mark.e2e
 async def test_big_files_stream_with_constant_memory(tmp_path):
     """A 160 MiB file goes up through the streaming PUT without being held in memory."""
     root = tmp_path / "src"

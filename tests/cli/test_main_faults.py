@@ -80,6 +80,7 @@ FAULTS = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("faults", FAULTS)
 async def test_converges_under_fault(tmp_path, faults):
     async with serve(token=TOKEN, key=KEY, seed=7, **faults) as emu:
@@ -97,12 +98,14 @@ POLICIES = [
 ]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("policy", POLICIES)
 async def test_converges_under_policy(tmp_path, policy):
     async with serve(token=TOKEN, key=KEY, seed=3, **policy) as emu:
         await converge(tmp_path, emu)
 
 
+@pytest.mark.e2e
 async def test_refused_duplicates_are_adopted_without_a_second_copy(tmp_path):
     async with serve(token=TOKEN, key=KEY, duplicates="refuse") as emu:
         root = build(tmp_path / "src", 50)
@@ -116,6 +119,7 @@ async def test_refused_duplicates_are_adopted_without_a_second_copy(tmp_path):
         assert any(e["event"] == "identical_asset_elsewhere" for e in run.events)
 
 
+@pytest.mark.e2e
 async def test_exhausted_retries_park_files_then_a_later_run_finishes(tmp_path):
     async with serve(token=TOKEN, key=KEY, reset_before_commit_rate=1.0) as emu:
         root = build(tmp_path / "src", 20)
@@ -136,6 +140,7 @@ async def test_exhausted_retries_park_files_then_a_later_run_finishes(tmp_path):
         assert_mirror(emu, root)
 
 
+@pytest.mark.e2e
 async def test_a_key_revoked_mid_run_exits_77_without_a_retry_storm(tmp_path):
     async with serve(token=TOKEN, key=KEY, slow_ms=5) as emu:
         root = build(tmp_path / "src", 400)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 
 from syncd.cli.status import collect, render
 from syncd.config.schema import load_config
@@ -79,6 +80,7 @@ async def test_status_of_a_never_synced_folder(tmp_path, emulator):
     assert "daemon: not running" in render(report)
 
 
+@pytest.mark.e2e
 async def test_status_with_a_bad_config_names_the_file(tmp_path):
     cfg = write(tmp_path / "bad.toml", "[dam\n")
     run = await run_syncd("status", "--config", cfg)

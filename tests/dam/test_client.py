@@ -575,6 +575,7 @@ async def tls_emulator(certs: Certs) -> AsyncIterator[Emulator]:
         yield emu
 
 
+@pytest.mark.e2e
 async def test_an_unknown_ca_fails_fast_with_a_clear_error(tls_emulator, pacer):
     assert tls_emulator.url.startswith("https://127.0.0.1:")
     port = tls_emulator.url.rpartition(":")[2]
@@ -598,6 +599,7 @@ async def test_an_unknown_ca_fails_fast_with_a_clear_error(tls_emulator, pacer):
     assert tls_emulator.files() == []
 
 
+@pytest.mark.e2e
 async def test_ca_bundle_makes_https_work(tls_emulator, pacer, certs):
     with anyio.fail_after(10):
         async with DamClient(tls_emulator.url, TOKEN, KEY, pacer, ca_bundle=certs.ca) as dam:
@@ -614,6 +616,7 @@ async def test_ca_bundle_makes_https_work(tls_emulator, pacer, certs):
     }
 
 
+@pytest.mark.e2e
 async def test_a_ca_bundle_without_the_signing_ca_names_the_bundle(tls_emulator, pacer, certs):
     bundle = certs.other_ca
     with anyio.fail_after(10):
@@ -634,6 +637,7 @@ async def test_ca_bundle_that_is_no_longer_a_certificate_is_a_config_error(tmp_p
             pass
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("with_bundle", [False, True], ids=["no-bundle", "bundle"])
 async def test_syncd_over_https(tmp_path, tls_emulator, certs, with_bundle):
     """The whole command: config key, `make_dam`, and the exit code for a certificate error."""
@@ -654,6 +658,7 @@ async def test_syncd_over_https(tmp_path, tls_emulator, certs, with_bundle):
     assert total_requests(tls_emulator) == 0
 
 
+@pytest.mark.e2e
 async def test_emulator_command_serves_https(certs, pacer):
     tls = ("--tls-cert", str(certs.cert), "--tls-key", str(certs.key))
     async with emulator_command("--token", TOKEN, "--key", KEY, *tls) as (process, line):

@@ -56,6 +56,7 @@ async def listing(dam: DamClient, folder: str = "/") -> list[str]:
 # ---- bounded bodies ---------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 async def test_a_gzip_bomb_costs_one_capped_read_per_attempt():
     tracemalloc.start()
     try:
@@ -88,6 +89,7 @@ async def test_a_body_past_the_cap_is_a_transient_error(emulator, monkeypatch):
 # ---- pagination that does not end -------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("malice", "pages", "why"),
     [
@@ -145,6 +147,7 @@ def test_the_upload_deadline_grows_with_the_size():
     assert (timeout.total, timeout.sock_read, timeout.sock_connect) == (180, 120, 10)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_trickled_upload_reply_fails_at_the_deadline(stream):
     async def chunks() -> AsyncIterator[bytes]:
@@ -165,6 +168,7 @@ async def test_a_trickled_upload_reply_fails_at_the_deadline(stream):
 # ---- wrong types ------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 async def test_wrong_types_are_dam_errors_for_that_request():
     outcomes: list[str] = []
     async with hostile("wrong_types") as (emu, dam, _):

@@ -75,6 +75,7 @@ def sha1(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()
 
 
+@pytest.mark.e2e
 async def test_auth_token_and_error_shape(emu: Emulator, http: aiohttp.ClientSession) -> None:
     with anyio.fail_after(10):
         async with aiohttp.ClientSession() as anonymous:
@@ -103,6 +104,7 @@ async def test_auth_token_and_error_shape(emu: Emulator, http: aiohttp.ClientSes
     assert (status, body["code"]) == (401, "KEY_EXPIRED")
 
 
+@pytest.mark.e2e
 async def test_slow_responses(emu: Emulator, http: aiohttp.ClientSession) -> None:
     emu.options.slow_ms = 60
     started = anyio.current_time()
@@ -111,6 +113,7 @@ async def test_slow_responses(emu: Emulator, http: aiohttp.ClientSession) -> Non
     assert anyio.current_time() - started >= 0.06
 
 
+@pytest.mark.e2e
 async def test_multipart_upload_shape(emu: Emulator, http: aiohttp.ClientSession) -> None:
     data = os.urandom(4096)
     status, body = await post(http, emu, "/a/b", "photo.jpg", data)
@@ -140,6 +143,7 @@ async def test_multipart_upload_shape(emu: Emulator, http: aiohttp.ClientSession
                 assert await response.read() == data
 
 
+@pytest.mark.e2e
 async def test_multipart_variants(emu: Emulator, http: aiohttp.ClientSession) -> None:
     form = aiohttp.FormData()
     form.add_field("name[one]", "renamed.txt")
@@ -155,6 +159,7 @@ async def test_multipart_variants(emu: Emulator, http: aiohttp.ClientSession) ->
     assert (status, body["code"]) == (400, "ERR_UNPROCESSABLE_ENTITY")
 
 
+@pytest.mark.e2e
 async def test_put_upload_and_missing_filename(emu: Emulator, http: aiohttp.ClientSession) -> None:
     data = b"streamed" * 1000
     status, body = await put(http, emu, "/s", "big.bin", data)
@@ -166,6 +171,7 @@ async def test_put_upload_and_missing_filename(emu: Emulator, http: aiohttp.Clie
     assert (status, body["code"]) == (400, "ERR_UNPROCESSABLE_ENTITY")
 
 
+@pytest.mark.e2e
 async def test_recursive_listing_pages(emu: Emulator, http: aiohttp.ClientSession) -> None:
     # Creation order equals name order here, so paging holds under either sort setting.
     for i in range(2500):
@@ -204,6 +210,7 @@ async def test_recursive_listing_pages(emu: Emulator, http: aiohttp.ClientSessio
     assert (status, body["code"]) == (404, "FOLDER_NOT_FOUND")
 
 
+@pytest.mark.e2e
 async def test_updated_after_and_q(emu: Emulator, http: aiohttp.ClientSession) -> None:
     # The most convenient readings of the unknowns: see the tests of each switch below.
     emu.configure(
@@ -240,6 +247,7 @@ async def test_updated_after_and_q(emu: Emulator, http: aiohttp.ClientSession) -
     assert body["files"][0]["name"].startswith("beta-")  # matched through info.name
 
 
+@pytest.mark.e2e
 async def test_delete_single_and_bulk(emu: Emulator, http: aiohttp.ClientSession) -> None:
     uuids = [
         (await put(http, emu, "/d", f"{i}.txt", bytes([i])))[1]["file"]["uuid"] for i in range(3)
@@ -255,6 +263,7 @@ async def test_delete_single_and_bulk(emu: Emulator, http: aiohttp.ClientSession
     assert emu.files() == []
 
 
+@pytest.mark.e2e
 async def test_rename_and_move(emu: Emulator, http: aiohttp.ClientSession) -> None:
     _, a = await put(http, emu, "/r", "a.txt", b"a")
     _, b = await put(http, emu, "/r", "b.txt", b"b")
@@ -296,6 +305,7 @@ async def test_rename_and_move(emu: Emulator, http: aiohttp.ClientSession) -> No
     assert (status, body["code"]) == (409, "E801_ALREADY_EXIST")
 
 
+@pytest.mark.e2e
 async def test_folders(emu: Emulator, http: aiohttp.ClientSession) -> None:
     status, body = await call(http, emu, "POST", "folders", json={"name": "/x/y"})
     assert status == 200
@@ -329,6 +339,7 @@ async def test_folders(emu: Emulator, http: aiohttp.ClientSession) -> None:
     assert status == 403
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("naming", "pattern"),
     [
@@ -347,6 +358,7 @@ async def test_naming(
     assert emu.files()[0].original_path == "/n/shot.png"
 
 
+@pytest.mark.e2e
 async def test_same_name_policies(emu: Emulator, http: aiohttp.ClientSession) -> None:
     _, first = await put(http, emu, "/p", "a.txt", b"v1")
     old = first["file"]["uuid"]
@@ -371,6 +383,7 @@ async def test_same_name_policies(emu: Emulator, http: aiohttp.ClientSession) ->
     )
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("policy", ["override", "version", "refuse"])
 async def test_random_names_never_collide(
     emu: Emulator, http: aiohttp.ClientSession, policy: str
@@ -394,6 +407,7 @@ async def test_random_names_never_collide(
     assert same["code"] == "SAME_ASSET_EXISTS_SKIP_UPLOAD"
 
 
+@pytest.mark.e2e
 async def test_same_asset_and_sha1_conflict(emu: Emulator, http: aiohttp.ClientSession) -> None:
     _, first = await post(http, emu, "/s", "a.txt", b"same")
     status, body = await post(http, emu, "/s", "a.txt", b"same")
@@ -417,6 +431,7 @@ async def test_same_asset_and_sha1_conflict(emu: Emulator, http: aiohttp.ClientS
     assert len(emu.files()) == 2
 
 
+@pytest.mark.e2e
 async def test_shape_options(emu: Emulator, http: aiohttp.ClientSession) -> None:
     emu.configure({"size_as_int": True, "folder_trailing_slash": True})
     _, body = await put(http, emu, "/a/b", "x.txt", b"abc")
@@ -437,6 +452,7 @@ async def listed(
     return [f["name"] for f in body["files"]], body
 
 
+@pytest.mark.e2e
 async def test_q_match(emu: Emulator, http: aiohttp.ClientSession) -> None:
     emu.configure({"naming": "suffix"})
     await put(http, emu, "/", "beta.txt", b"b")
@@ -453,6 +469,7 @@ async def test_q_match(emu: Emulator, http: aiohttp.ClientSession) -> None:
         assert (len(names), body["info"]["total_files_count"]) == (found, found), (mode, q)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("drift", [False, True])
 async def test_page_drift(emu: Emulator, http: aiohttp.ClientSession, drift: bool) -> None:
     emu.configure({"page_drift": drift})
@@ -468,6 +485,7 @@ async def test_page_drift(emu: Emulator, http: aiohttp.ClientSession, drift: boo
         assert (first, second) == (["a.txt", "b.txt"], ["c.txt", "d.txt"])
 
 
+@pytest.mark.e2e
 async def test_listing_sha1(emu: Emulator, http: aiohttp.ClientSession) -> None:
     for setting in (True, False):
         emu.configure({"listing_sha1": setting})
@@ -484,6 +502,7 @@ async def test_listing_sha1(emu: Emulator, http: aiohttp.ClientSession) -> None:
             assert hashes == {"True.txt": None, "False.txt": None}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("noop_conflict", [True, False])
 async def test_noop_rename_and_moves(
     emu: Emulator, http: aiohttp.ClientSession, noop_conflict: bool
@@ -508,6 +527,7 @@ async def test_noop_rename_and_moves(
     assert sorted(r.path for r in emu.files()) == sorted(["/n/a.txt", moved])
 
 
+@pytest.mark.e2e
 async def test_denied_permissions(emu: Emulator, http: aiohttp.ClientSession) -> None:
     _, a = await put(http, emu, "/", "a.txt", b"a")
     control = f"{emu.url}/_emulator/options"
@@ -537,6 +557,7 @@ async def test_denied_permissions(emu: Emulator, http: aiohttp.ClientSession) ->
     assert emu.stats.statuses[403] == 2
 
 
+@pytest.mark.e2e
 def test_every_api_route_needs_a_permission() -> None:
     routes = {
         (route.method, route.resource.canonical.removeprefix("/{token}/v4"))
@@ -553,6 +574,7 @@ def test_every_api_route_needs_a_permission() -> None:
     }
 
 
+@pytest.mark.e2e
 async def test_listing_lag(http: aiohttp.ClientSession) -> None:
     async with serve(token=TOKEN, key=KEY, listing_lag_s=60) as emu:
         _, uploaded = await put(http, emu, "/lag", "a.txt", b"a")
@@ -578,6 +600,7 @@ async def test_listing_lag(http: aiohttp.ClientSession) -> None:
         assert (await listed(http, emu))[0] == ["a.txt", "b.txt"]  # live again at once
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("style", ["seconds", "date", "none"])
 async def test_rate_limit(emu: Emulator, http: aiohttp.ClientSession, style: str) -> None:
     emu.configure({"rate_limit": 1, "retry_after_style": style})
@@ -605,6 +628,7 @@ async def test_rate_limit(emu: Emulator, http: aiohttp.ClientSession, style: str
             assert response.status == 200  # control endpoints are never limited
 
 
+@pytest.mark.e2e
 async def test_server_errors_and_error_bodies(emu: Emulator, http: aiohttp.ClientSession) -> None:
     emu.options.error_rate = 1
     statuses = set()
@@ -623,6 +647,7 @@ async def test_server_errors_and_error_bodies(emu: Emulator, http: aiohttp.Clien
     assert emu.stats.faults["error_body"] == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("when", ["before", "after"])
 async def test_connection_reset_around_commit(
     emu: Emulator, http: aiohttp.ClientSession, when: str
@@ -635,6 +660,7 @@ async def test_connection_reset_around_commit(
     assert emu.stats.faults[f"reset_{when}_commit"] == 1
 
 
+@pytest.mark.e2e
 async def test_awkward_names_round_trip(emu: Emulator, http: aiohttp.ClientSession) -> None:
     folder = "/dir with space/ünï#%?&+'\""
     names = [
@@ -668,6 +694,7 @@ async def test_awkward_names_round_trip(emu: Emulator, http: aiohttp.ClientSessi
     assert {f["name"] for f in body["files"]} == {"plus+.txt", "m&ö %41+.txt"}
 
 
+@pytest.mark.e2e
 async def test_content_modes(tmp_path: Path) -> None:
     headers = {"X-Filerobot-Key": KEY}
     async with aiohttp.ClientSession(headers=headers) as http:
@@ -688,6 +715,7 @@ async def test_content_modes(tmp_path: Path) -> None:
             assert (status, body["code"]) == (410, "CONTENT_NOT_STORED")
 
 
+@pytest.mark.e2e
 async def test_control_endpoints(emu: Emulator, http: aiohttp.ClientSession) -> None:
     await put(http, emu, "/c", "a.txt", b"a")
     base = f"{emu.url}/_emulator"
@@ -758,6 +786,7 @@ def test_cli_names_every_unknown_with_the_options_defaults() -> None:
         assert args[dest] == defaults.get(dest, defaults["denied_permissions"]), flag
 
 
+@pytest.mark.e2e
 async def test_command_line_serves_until_sigterm() -> None:
     unknowns = ["--q-match", "words", "--listing-lag-s", "0.5", "--rename-info-name", "rewritten"]
     unknowns += ["--updated-after", "exact", "--sort", "honoured", "--page-drift"]

@@ -251,6 +251,7 @@ def test_console_redacts_exceptions():
 # End to end: every line the real syncd writes, under faults and at debug level
 
 
+@pytest.mark.e2e
 async def test_no_line_of_an_end_to_end_run_holds_the_key(tmp_path, short_dir):
     root = tmp_path / "root"
     make_files(root, 60)
