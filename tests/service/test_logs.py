@@ -9,6 +9,7 @@ import logging
 import re
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -293,3 +294,26 @@ async def test_no_line_of_an_end_to_end_run_holds_the_key(tmp_path, short_dir):
     assert KEY.encode() not in cmdline
     assert KEY.encode() not in environ
     assert KEY not in text
+
+
+def test_every_event_names_the_module_it_comes_from():
+    import ast
+
+    from syncd.daemon import lifecycle
+
+    out = io.StringIO()
+    configure("info", "json", stream=out)
+    lifecycle.log.info("probe_event")
+    logging.getLogger("aiohttp.client").warning("from_stdlib")
+    first, second = (json.loads(line) for line in out.getvalue().splitlines())
+    assert first["logger"] == "syncd.daemon.lifecycle"
+    assert second["logger"] == "aiohttp.client"
+    # Every module's logger is named by `__name__`: a name that means something.
+    for path in (Path(lifecycle.__file__).parents[1]).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get_logger"
+            ):
+                assert [ast.unparse(a) for a in node.args] == ["__name__"], path

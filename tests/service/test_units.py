@@ -102,7 +102,7 @@ def test_system_unit_directives() -> None:
     unit = parse_unit(SYSTEM_UNIT)
     service = unit["Service"]
     assert single(unit, "Service", "ExecStart") == (
-        "/usr/local/bin/syncd --config /etc/syncd/config.toml"
+        "/usr/local/bin/syncd run --config /etc/syncd/config.toml"
     )
     assert single(unit, "Service", "LoadCredential") == "api-key:/etc/syncd/api-key"
     assert single(unit, "Service", "StateDirectory") == "syncd"
@@ -130,7 +130,7 @@ def test_system_unit_directives() -> None:
 def test_user_unit_directives() -> None:
     unit = parse_unit(USER_UNIT)
     assert single(unit, "Service", "ExecStart") == (
-        "%h/.local/bin/syncd --config %h/.config/syncd/config.toml"
+        "%h/.local/bin/syncd run --config %h/.config/syncd/config.toml"
     )
     assert single(unit, "Service", "NoNewPrivileges") == "yes"
     assert single(unit, "Install", "WantedBy") == "default.target"
