@@ -39,6 +39,9 @@ from syncd.emulator import Emulator
 from tests.conftest import KEY, TOKEN, dam_tree, run_syncd, write, write_config
 from tests.dam import test_client as test_dam
 
+# Real squid and a real emulator on loopback.
+pytestmark = pytest.mark.e2e
+
 # test_dam's test CA and HTTPS emulator, as fixtures of this module too (bound by assignment:
 # pytest registers them under these names, and a test's parameter of the same name is meant).
 certs = test_dam.certs
