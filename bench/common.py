@@ -98,10 +98,11 @@ def make_tree(root: Path, files: int, size: int, folders: int) -> None:
         (d / f"asset-{i:07d}.jpg").write_bytes(os.urandom(size))
 
 
-def write_config(path: Path, url: str, root: Path, state: Path, workers: int) -> Path:
-    """A syncd config for one folder against the emulator."""
+def write_config(path: Path, url: str, root: Path, state: Path, workers: int | None) -> Path:
+    """A syncd config for one folder against the emulator; `workers` None: syncd's default."""
+    limit = "" if workers is None else f"workers = {workers}\n"
     path.write_text(
-        f'[dam]\ntoken = "{TOKEN}"\nbase_url = "{url}"\nworkers = {workers}\n\n'
+        f'[dam]\ntoken = "{TOKEN}"\nbase_url = "{url}"\n{limit}\n'
         f'[state]\npath = "{state}"\n\n[[folders]]\nlocal = "{root}"\nremote = "/bench"\n'
     )
     return path

@@ -63,7 +63,13 @@ def main() -> int:
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--folders", type=int, default=100)
-    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--workers", type=int, default=8, help="the ceiling clients' concurrency")
+    p.add_argument(
+        "--syncd-workers",
+        type=int,
+        default=None,
+        help="syncd's [dam] workers (default: syncd's own default, adaptive up to 64)",
+    )
     p.add_argument("--repeat", type=int, default=3)
     args = p.parse_args()
 
@@ -82,7 +88,9 @@ def main() -> int:
         firsts: list[Measured] = []
         noops: list[Measured] = []
         try:
-            cfg = write_config(work / "c.toml", emu.url, root, work / "state.db", args.workers)
+            cfg = write_config(
+                work / "c.toml", emu.url, root, work / "state.db", args.syncd_workers
+            )
             cmd = [sys.executable, "-m", "syncd", "--config", str(cfg), "--initial-sync"]
             ceiling_cmd = [
                 sys.executable,

@@ -6,7 +6,8 @@ SyncdError
 ├── StateError             # local state database unusable: fatal
 └── DamError(path, status, code)
     ├── TransientDamError  # connect/timeout/payload, 5xx, 408, 200 + "status":"error" → retry
-    │   └── RateLimited(retry_after)   # 429 / 503
+    │   ├── RateLimited(retry_after)   # 429 / 503
+    │   └── DamTimeout     # no answer in time: fewer requests in flight
     └── PermanentDamError  # other 4xx → skip that file, log code and msg
         ├── NotFound       # 404: on delete the goal state is already reached
         ├── NameConflict   # 409 or a "same name" refusal: the name is taken in that folder
@@ -23,6 +24,7 @@ __all__ = [
     "AuthError",
     "ConfigError",
     "DamError",
+    "DamTimeout",
     "NameConflict",
     "NotFound",
     "PermanentDamError",
@@ -81,6 +83,11 @@ class DamError(SyncdError):
 
 class TransientDamError(DamError):
     """Worth retrying: network errors, timeouts, 5xx, 408, error bodies on a 2xx."""
+
+
+class DamTimeout(TransientDamError):
+    """No answer in time: the DAM (or the path to it) is overloaded, so the pacer lets
+    fewer requests run at once."""
 
 
 class RateLimited(TransientDamError):

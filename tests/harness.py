@@ -281,12 +281,15 @@ def sha1(data: bytes | str) -> str:
     return hashlib.sha1(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
-def config(tmp_path: Path, emu: Emulator, root: Path, **sync: Any) -> Path:
+def config(
+    tmp_path: Path, emu: Emulator, root: Path, dam: dict[str, Any] | None = None, **sync: Any
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     return write_config(
         tmp_path / "syncd.toml",
         emu,
         [{"local": str(root), "remote": REMOTE}],
+        dam=dam,
         sync={"settle_ms": 100, **sync},
     )
 

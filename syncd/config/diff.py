@@ -17,7 +17,14 @@ __all__ = ["ReloadPlan", "plan_reload"]
 
 # [dam] keys the pacer is built from; the others only need a new HTTP client.
 _PACING = frozenset(
-    {"workers", "max_requests_per_second", "max_attempts", "backoff_base_s", "backoff_max_s"}
+    {
+        "workers",
+        "min_workers",
+        "max_requests_per_second",
+        "max_attempts",
+        "backoff_base_s",
+        "backoff_max_s",
+    }
 )
 
 

@@ -63,7 +63,8 @@ class DamConfig:
     key_file: Path | None  # the API key's file, when neither env nor a credential has it
     timeout_s: float  # total, per request
     connect_timeout_s: float
-    workers: int
+    workers: int  # the most requests in flight
+    min_workers: int  # the fewest the pacer may go down to
     stream_threshold_bytes: int  # larger files use the streaming PUT upload
     max_requests_per_second: float  # 0: no hard cap (the pacer still backs off on 429)
     max_attempts: int  # per request, before a file is parked
@@ -138,7 +139,10 @@ _DAM: Final = {
     "key_file": Key("string", None, path),
     "timeout_s": Key("number", 120.0, POSITIVE),
     "connect_timeout_s": Key("number", 10.0, POSITIVE),
-    "workers": Key("integer", 8, rule(lambda v: 1 <= v <= 64, "1 to 64")),
+    # The most requests in flight; the pacer finds how many the DAM takes, down to
+    # min_workers (docs/dam-api.md §7).
+    "workers": Key("integer", 64, rule(lambda v: 1 <= v <= 256, "1 to 256")),
+    "min_workers": Key("integer", 2, rule(lambda v: 1 <= v <= 256, "1 to 256")),
     "stream_threshold_mb": Key(
         "number", 64, lambda v, b: max(1, int(POSITIVE(v, b) * _MIB)), "stream_threshold_bytes"
     ),
@@ -305,6 +309,12 @@ def config_from_dict(
     try:
         _check_keys(data, _SECTIONS, "")
         dam = DamConfig(**_section(data.get("dam", {}), "dam", "dam", base))
+        if dam.min_workers > dam.workers:
+            raise Invalid(
+                f"{dam.min_workers} is more than dam.workers ({dam.workers}); lower it or"
+                " raise workers",
+                "dam.min_workers",
+            )
         state_path = _section(data.get("state", {}), "state", "state", base)["path"]
         sync = _section(data.get("sync", {}), "sync", "sync", base)
         metrics = MetricsConfig(**_section(data.get("metrics", {}), "metrics", "metrics", base))

@@ -163,7 +163,7 @@ class Daemon:
         pacer.heartbeat = self.liveness.beat
         self.dam, self.pacer = dam, pacer
         self.executor = Executor(
-            dam, self.state, self.summary, NullProgress(), workers=pacer.aimd.maximum
+            dam, self.state, self.summary, NullProgress(), workers=pacer.limit.maximum
         )
 
     async def _run(self) -> None:

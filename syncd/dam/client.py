@@ -41,7 +41,7 @@ from syncd.dam.wire import (
     same_content,
     uploaded,
 )
-from syncd.errors import ConfigError, NotFound, PermanentDamError, TransientDamError
+from syncd.errors import ConfigError, DamTimeout, NotFound, PermanentDamError, TransientDamError
 from syncd.model import RemoteFile
 
 __all__ = ["BULK", "PAGE", "Body", "DamClient", "Uploaded"]
@@ -67,6 +67,9 @@ def _env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get("https")
 
 
+_TIMED_UPLOAD_MAX = 256 * 1024
+
+
 @contextmanager
 def _translate(what: str, ca_bundle: Path | None) -> Iterator[None]:
     """Turn aiohttp and socket failures into `TransientDamError`, except an unverifiable
@@ -76,7 +79,9 @@ def _translate(what: str, ca_bundle: Path | None) -> Iterator[None]:
     except aiohttp.ClientConnectorCertificateError as exc:
         problem = certificate_problem(exc.host, exc.port, exc.certificate_error, ca_bundle)
         raise PermanentDamError(f"{what}: {problem}") from exc
-    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+    except TimeoutError as exc:  # aiohttp's connect and read timeouts are TimeoutErrors
+        raise DamTimeout(f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
         raise TransientDamError(f"{what}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
     except aiohttp.ClientError as exc:
         raise TransientDamError(f"{what}: {type(exc).__name__}: {exc}") from exc
@@ -403,4 +408,6 @@ class DamClient(AssetOps):
                 self.latest_change = result.modified_at
             return result
 
-        return await self.pacer.call(attempt, what=what, before_retry=before_retry)
+        # A big body's round trip is its size over the bandwidth, not how busy the DAM is.
+        timed = not stream and size is not None and size <= _TIMED_UPLOAD_MAX
+        return await self.pacer.call(attempt, what=what, before_retry=before_retry, timed=timed)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from syncd.config.schema import Config
 from syncd.dam.client import DamClient
-from syncd.dam.pacer import Backoff, Pacer
+from syncd.dam.limits import Backoff
+from syncd.dam.pacer import Pacer
 from syncd.errors import ConfigError
 
 __all__ = ["check_access", "make_dam", "make_pacer"]
@@ -16,6 +17,7 @@ def make_pacer(config: Config) -> Pacer:
     dc = config.dam
     return Pacer(
         dc.workers,
+        minimum=dc.min_workers,
         backoff=Backoff(
             base_s=dc.backoff_base_s, cap_s=dc.backoff_max_s, max_attempts=dc.max_attempts
         ),

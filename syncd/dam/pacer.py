@@ -1,22 +1,24 @@
 """The one pacer every DAM request goes through, from every worker and every folder.
 
-It owns three things:
+It owns these things:
 
-* **concurrency**: how many requests may be in flight. It drops by half on a rate-limit
-  signal (429 or 503) and climbs back by one per window of successes (AIMD), so a
-  rate-limited DAM sees fewer parallel requests rather than the same storm again;
+* **concurrency**: how many requests may be in flight, between `[dam] min_workers` and
+  `[dam] workers`. It grows while round trips stay near their floor and the DAM does not
+  push back, shrinks when they rise (a queue) and halves on a rate-limit signal (429 or
+  503) or a timeout (`ConcurrencyLimit`), so a DAM 100 ms away gets enough requests in
+  flight and a struggling one gets fewer;
 * **rate**: the first quota signal (a 429, or a 503 with `Retry-After`) also sets a request
-  rate just under the one the DAM was accepting, and requests are spaced to it; it then
-  grows by 1% a second while the DAM keeps accepting (AIMD on the rate). Concurrency alone
-  cannot hold a fast DAM to a quota of N requests/s, spacing can; an optional hard cap
-  comes from the config;
+  rate just under the one the DAM was accepting, and requests are spaced to it; the rate
+  is measured again at each later signal and probes upward in between (`LearnedRate`).
+  Concurrency alone cannot hold a fast DAM to a quota of N requests/s, spacing can; an
+  optional hard cap comes from the config;
 * **pauses**: on a rate-limit signal *every* worker waits, for `Retry-After` when the DAM
   sent one, otherwise for an exponential backoff with full jitter;
 * **retries**: transient failures are retried with backoff up to a limit, then re-raised
   so the caller can park the job.
 
-The arithmetic lives in small pure classes (`Backoff`, `Aimd`) so it is tested as data;
-`Pacer` adds the waiting. Time and randomness are injectable.
+The arithmetic lives in `syncd.dam.limits`, pure and tested as data; `Pacer` adds the
+waiting. Time and randomness are injectable.
 """
 
 from __future__ import annotations
@@ -26,124 +28,24 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
 import structlog
 
-from syncd.errors import RateLimited, TransientDamError
+from syncd.dam.limits import Backoff, ConcurrencyLimit, LearnedRate
+from syncd.errors import DamTimeout, RateLimited, TransientDamError
 
-__all__ = ["Aimd", "Backoff", "LearnedRate", "Pacer"]
+__all__ = ["Pacer"]
 
 T = TypeVar("T")
 
 MAX_PAUSE_S = 120.0
 """The longest a `Retry-After` may pause every request."""
+_OWN_RETRY_AFTER_S = 2.0
+"""Once the DAM's rate is known, a `Retry-After` up to this long delays only the request
+that got it."""
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Backoff:
-    """Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff
-    And Jitter"): attempt n waits a uniform random time in [0, min(cap, base·2ⁿ)]."""
-
-    base_s: float = 0.5
-    cap_s: float = 30.0
-    max_attempts: int = 6
-
-    def ceiling(self, attempt: int) -> float:
-        """The largest delay attempt `attempt` (0-based) may wait."""
-        return min(self.cap_s, self.base_s * (2.0**attempt))
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """A jittered delay for attempt `attempt` (0-based)."""
-        return rng.uniform(0.0, self.ceiling(attempt))
-
-
-@dataclass
-class Aimd:
-    """Additive-increase, multiplicative-decrease concurrency limit.
-
-    A decrease only counts once per round: requests that started before the last
-    decrease cannot cause another one, so eight simultaneous 429s halve the limit once,
-    not eight times.
-    """
-
-    maximum: int
-    minimum: int = 1
-    limit: float = 0.0
-    generation: int = 0
-
-    def __post_init__(self) -> None:
-        if not self.limit:
-            self.limit = float(self.maximum)
-
-    @property
-    def allowed(self) -> int:
-        """Requests allowed in flight now."""
-        return max(self.minimum, int(self.limit))
-
-    def decrease(self, started_generation: int) -> bool:
-        """Halve the limit for a rate-limit signal; False when this round already did."""
-        if started_generation < self.generation:
-            return False
-        self.limit = max(float(self.minimum), self.limit / 2.0)
-        self.generation += 1
-        return True
-
-    def increase(self) -> bool:
-        """Grow by one request per window of successes; True when `allowed` changed."""
-        if self.limit >= self.maximum:
-            return False
-        before = self.allowed
-        self.limit = min(float(self.maximum), self.limit + 1.0 / max(self.limit, 1.0))
-        return self.allowed != before
-
-
-@dataclass
-class LearnedRate:
-    """The request rate a rate-limited DAM accepts, learned from its own answers.
-
-    Unknown (no limit) until the first rate-limit signal. Then it is set a little under the
-    rate of accepted requests over the last `window_s` seconds (counted over at least one
-    second, so an opening burst does not read as a huge rate), and it grows by `growth`
-    per second of accepted requests until the DAM pushes back again.
-    """
-
-    window_s: float = 2.0
-    under: float = 0.95
-    growth: float = 0.01
-    floor: float = 0.5
-    min_samples: int = 5
-    rate: float | None = None
-    _accepted: deque[float] = field(default_factory=deque)
-    _last: float | None = None
-
-    def accepted(self, now: float) -> None:
-        """A request was accepted at `now`."""
-        self._accepted.append(now)
-        while self._accepted[0] < now - self.window_s:
-            self._accepted.popleft()
-        if self.rate is not None and self._last is not None:
-            self.rate *= 1.0 + self.growth * (now - self._last)
-        self._last = now
-
-    def limited(self, now: float) -> float | None:
-        """The DAM refused a request at `now`; returns the new rate (None while too few
-        requests were accepted lately to tell: then only pauses and concurrency act)."""
-        while self._accepted and self._accepted[0] < now - self.window_s:
-            self._accepted.popleft()
-        if len(self._accepted) < self.min_samples:
-            # Too little traffic lately to measure: just step down from what was allowed.
-            if self.rate is not None:
-                self.rate = max(self.floor, self.rate * 0.9)
-            return self.rate
-        span = max(1.0, now - self._accepted[0])
-        seen = self.under * len(self._accepted) / span
-        self.rate = max(self.floor, seen if self.rate is None else min(seen, self.rate * 0.9))
-        self._last = now
-        return self.rate
 
 
 class Pacer:
@@ -151,7 +53,9 @@ class Pacer:
     retries.
 
     Args:
-        concurrency: the most requests in flight (the worker count).
+        concurrency: the most requests in flight (`[dam] workers`).
+        minimum: the fewest the limit may fall to (`[dam] min_workers`).
+        initial: where the limit starts.
         backoff: retry and pause policy.
         max_requests_per_second: an optional hard cap across all requests.
         clock: monotonic seconds; `sleep`: async sleep; `rng`: jitter source.
@@ -161,6 +65,8 @@ class Pacer:
         self,
         concurrency: int,
         *,
+        minimum: int = 1,
+        initial: int = 8,
         backoff: Backoff | None = None,
         max_requests_per_second: float | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -168,7 +74,7 @@ class Pacer:
         rng: random.Random | None = None,
     ) -> None:
         self.backoff = backoff or Backoff()
-        self.aimd = Aimd(maximum=concurrency)
+        self.limit = ConcurrencyLimit(maximum=concurrency, minimum=minimum, initial=initial)
         self.learned = LearnedRate()
         self._cap_interval = 1.0 / max_requests_per_second if max_requests_per_second else 0.0
         self._interval = self._cap_interval
@@ -176,14 +82,17 @@ class Pacer:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._in_flight = 0
-        # Created only when a request has to wait: building an anyio.Event per request
-        # would cost more than the bookkeeping it guards.
-        self._changed: anyio.Event | None = None
+        # Requests waiting for a slot, first come first served; an event is made only for
+        # a request that has to wait, and a freed slot wakes one of them, not all (64
+        # waiters woken per finished request would cost more than the requests).
+        self._waiters: deque[anyio.Event] = deque()
         self._pause_until = 0.0
         self._next_start = 0.0
+        self._epoch = 0  # bumped when the DAM's pushback slows the spacing down
         self._limited_streak = 0
         self.waits = 0
         self.rate_limited = 0
+        self._logged_at = -60.0
         # Called whenever a request attempt ends (and per chunk of a streamed upload),
         # except a listing's pages, which beat only when they add files (`call`'s
         # `beat`): the daemon's watchdog takes it as proof that the workers are not wedged.
@@ -202,10 +111,8 @@ class Pacer:
             if self._pause_until > now:
                 await self._sleep(self._pause_until - now)
                 continue
-            if self._in_flight >= self.aimd.allowed:
-                if self._changed is None:
-                    self._changed = anyio.Event()
-                await self._changed.wait()
+            if self._in_flight >= self.limit.allowed:
+                await self._wait_for_slot()
                 continue
             if self._interval:
                 start = max(now, self._next_start)
@@ -213,15 +120,18 @@ class Pacer:
                 # Lateness under a millisecond is not worth a trip through the loop.
                 if start > now + 0.001:
                     # The slot is claimed before sleeping so other workers queue behind it.
+                    epoch = self._epoch
                     self._in_flight += 1
                     try:
                         await self._sleep(start - now)
                     finally:
                         self._in_flight -= 1
+                    if epoch != self._epoch:
+                        continue  # the DAM pushed back meanwhile: queue at the new rate
             break
         self._in_flight += 1
         try:
-            yield self.aimd.generation
+            yield self.limit.generation
         finally:
             self._in_flight -= 1
             self._wake()
@@ -233,6 +143,7 @@ class Pacer:
         what: str,
         before_retry: Callable[[], Awaitable[T | None]] | None = None,
         beat: bool = True,
+        timed: bool = True,
     ) -> T:
         """Run `fn` under the pacer, retrying transient failures.
 
@@ -253,24 +164,31 @@ class Pacer:
         """
         attempt = 0
         while True:
+            own_wait = 0.0
             async with self.slot() as generation:
+                epoch = self._epoch
+                started = self._clock()
                 try:
                     result = await fn()
                 except RateLimited as exc:
                     self.heartbeat()
-                    self._on_rate_limited(exc, generation, what)
+                    own_wait = self._on_rate_limited(exc, generation, epoch, what)
                     error: TransientDamError = exc
                 except TransientDamError as exc:
                     self.heartbeat()
+                    if isinstance(exc, DamTimeout):
+                        self._shrink(generation, "timeout")
                     error = exc
                 else:
                     if beat:
                         self.heartbeat()
-                    self._on_success()
+                    self._on_success(self._clock() - started if timed else None)
                     return result
             attempt += 1
             if attempt >= self.backoff.max_attempts:
                 raise error
+            if own_wait:
+                await self._sleep(own_wait)
             if not isinstance(error, RateLimited):
                 delay = self.backoff.delay(attempt, self._rng)
                 log.debug(
@@ -291,60 +209,122 @@ class Pacer:
     def statistics(self) -> dict[str, float]:
         """A snapshot for logs and status lines."""
         return {
-            "concurrency": self.aimd.allowed,
+            "concurrency": self.limit.allowed,
             "in_flight": self._in_flight,
             "rate_limited": self.rate_limited,
             "waits": self.waits,
         }
 
-    def _on_success(self) -> None:
+    def _on_success(self, rtt: float | None) -> None:
         self._limited_streak = 0
-        self.learned.accepted(self._clock())
+        now = self._clock()
+        self.learned.accepted(now)
         if self.learned.rate is not None:
             self._interval = max(self._cap_interval, 1.0 / self.learned.rate)
-        before = self.aimd.allowed
-        if self.aimd.increase() and self.aimd.allowed == self.aimd.maximum:
-            log.info("pacer_recovered", concurrency=f"{before}→{self.aimd.allowed}")
+        if rtt is not None:
+            before = self.limit.allowed
+            if (reason := self.limit.sample(rtt, self._in_flight, now)) is not None:
+                self._log_change(before, reason, now)
         self._wake()
 
-    def _on_rate_limited(self, exc: RateLimited, generation: int, what: str) -> None:
+    def _shrink(self, generation: int, reason: str) -> None:
+        before = self.limit.allowed
+        if self.limit.decrease(generation):
+            self._log_change(before, reason, self._clock())
+
+    def _log_change(self, before: int, reason: str, now: float) -> None:
+        """Each change of the limit; growth at info at most every 10 s (it comes in
+        steps while syncd finds the DAM's capacity), the rest at debug."""
+        after = self.limit.allowed
+        floor = self.limit.floor_rtt
+        fields = {
+            "concurrency": f"{before}→{after}",
+            "reason": reason,
+            "rtt_floor_ms": round(floor * 1000, 1) if floor is not None else None,
+        }
+        if reason != "grow" or now - self._logged_at >= 10.0 or after == self.limit.maximum:
+            self._logged_at = now
+            log.info("concurrency_changed", **fields)
+        else:
+            log.debug("concurrency_changed", **fields)
+
+    def _on_rate_limited(self, exc: RateLimited, generation: int, epoch: int, what: str) -> float:
+        """Learn from a rate-limit signal; returns how long this request alone waits before
+        its retry (0 when a pause of every request covers it)."""
         self.rate_limited += 1
+        now = self._clock()
         retry_after = exc.retry_after
-        before = self.aimd.allowed
-        decreased = self.aimd.decrease(generation)
-        if retry_after is not None:
+        before = self.limit.allowed
+        decreased = self.limit.decrease(generation)
+        # A 429, or a 503 that says when to come back, is a quota: learn its rate. A bare
+        # 503 may be an overloaded or failing node; pausing and fewer parallel requests
+        # answer that, without slowing every later request.
+        quota = exc.status == 429 or retry_after is not None
+        rate = self.learned.rate
+        if quota:
+            rate = self.learned.limited(now, fresh=epoch == self._epoch)
+            if rate is not None:
+                self._set_rate(rate, now)
+        own_wait, wait = 0.0, None
+        if (
+            quota
+            and rate is not None
+            and (retry_after is None or retry_after <= _OWN_RETRY_AFTER_S)
+        ):
+            # A rate is known (or was just learned) and spaces every request: a short
+            # Retry-After (often a whole second, the header's smallest unit) is this
+            # request's own wait, not a stop for all, which would waste the quota.
+            own_wait = retry_after if retry_after is not None else self.backoff.delay(0, self._rng)
+        elif retry_after is not None:
             # A one-shot run must not stall for an hour on one header; the retry limit
             # still applies after the pause.
             wait = min(retry_after, MAX_PAUSE_S)
         elif decreased:
             wait = self.backoff.delay(self._limited_streak, self._rng)
             self._limited_streak += 1
-        else:
-            return  # this round already paused everyone
-        self._pause_until = max(self._pause_until, self._clock() + wait)
-        if decreased:
-            # A 429, or a 503 that says when to come back, is a quota: learn its rate. A bare
-            # 503 may be an overloaded or failing node; pausing and fewer parallel
-            # requests answer that, without slowing every later request.
-            rate = self.learned.rate
-            if exc.status == 429 or retry_after is not None:
-                rate = self.learned.limited(self._clock())
-            if rate is not None:
-                self._interval = max(self._cap_interval, 1.0 / rate)
+        if wait is not None:
+            self._pause_until = max(self._pause_until, now + wait)
+            self.learned.paused(self._pause_until)
+        if wait is not None or own_wait:
             self.waits += 1
+        if decreased or wait is not None:
             log.warning(
                 "rate_limited",
-                wait_s=round(wait, 2),
-                concurrency=f"{before}→{self.aimd.allowed}",
+                wait_s=round(wait if wait is not None else own_wait, 2),
+                everyone=wait is not None,
+                concurrency=f"{before}→{self.limit.allowed}",
                 rate_per_s=round(rate, 1) if rate is not None else None,
                 retry_after=retry_after is not None,
                 request=what,
             )
+        return own_wait
+
+    def _set_rate(self, rate: float, now: float) -> None:
+        interval = max(self._cap_interval, 1.0 / rate)
+        if interval > self._interval:
+            # Slower: requests already spaced for the old rate queue again at the new one.
+            self._epoch += 1
+            self._next_start = now + interval
+        self._interval = interval
+
+    async def _wait_for_slot(self) -> None:
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():
+                self._wake()  # a wake-up this cancelled request cannot use goes on
+            else:
+                self._waiters.remove(event)
+            raise
 
     def _wake(self) -> None:
-        if self._changed is not None:
-            self._changed.set()
-            self._changed = None
+        """Wake as many waiting requests as there are free slots."""
+        free = self.limit.allowed - self._in_flight
+        while free > 0 and self._waiters:
+            self._waiters.popleft().set()
+            free -= 1
 
 
 def _nothing() -> None:

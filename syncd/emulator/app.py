@@ -4,6 +4,7 @@ authentication, permissions, fault injection, error bodies, statistics) and the 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 import anyio
@@ -47,8 +48,8 @@ async def _guarded(
 ) -> web.StreamResponse:
     """Run an API handler behind the token check, authentication, the key's permissions and
     injected faults."""
-    if emu.options.slow_ms > 0:
-        await anyio.sleep(emu.options.slow_ms / 1000)
+    if (delay := emu.faults.delay_s()) > 0:
+        await anyio.sleep(delay)
     if request.match_info.get("token") != emu.token:
         raise _route_not_found("unknown project token")
     if request.headers.get("X-Filerobot-Key") != emu.key:
@@ -81,6 +82,7 @@ async def _api_middleware(request: web.Request, handler: _Handler) -> web.Stream
     # The route below /{token}/v4, such as /files/{uuid}; None for anything else.
     route = pattern[len(_API) :] if pattern is not None and pattern.startswith(_API) else None
     emu.stats.requests[f"{request.method} {pattern if route is not None else '(unrouted)'}"] += 1
+    emu.stats.arrived(time.monotonic())
     try:
         if route is not None:
             response = await _guarded(request, handler, emu, route)
@@ -98,6 +100,7 @@ async def _api_middleware(request: web.Request, handler: _Handler) -> web.Stream
             request.transport.close()
         return web.Response(status=500)
     emu.stats.statuses[response.status] += 1
+    emu.stats.answered = time.monotonic()
     return response
 
 

@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit", type=float, default=0.0, metavar="RPS", help="requests/s; 0 = off"
     )
     faults.add_argument(
+        "--rate-burst",
+        type=float,
+        default=0.0,
+        metavar="N",
+        help="requests the rate limit lets through at once; 0 = as many as one second's",
+    )
+    faults.add_argument(
         "--retry-after", choices=get_args(RetryAfterStyle), default="seconds", help="429 style"
     )
     faults.add_argument(
@@ -99,7 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="chance an upload's connection drops after the file is stored",
     )
     faults.add_argument(
-        "--slow-ms", type=float, default=0.0, metavar="MS", help="delay per API request"
+        "--latency-ms",
+        "--slow-ms",
+        dest="slow_ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="delay before each API request is answered: a DAM this far away",
+    )
+    faults.add_argument(
+        "--jitter-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="each request's delay varies by up to this much either way",
     )
     faults.add_argument(
         "--max-upload-bytes",
@@ -213,6 +233,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "size_as_int": args.size_as_int,
         "folder_trailing_slash": args.folder_trailing_slash,
         "rate_limit": args.rate_limit,
+        "rate_burst": args.rate_burst,
+        "jitter_ms": args.jitter_ms,
         "retry_after_style": args.retry_after,
         "error_rate": args.error_rate,
         "reset_before_commit_rate": args.reset_before_commit_rate,

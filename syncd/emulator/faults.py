@@ -23,7 +23,8 @@ _SERVER_ERRORS = (
 
 
 class TokenBucket:
-    """A token bucket whose rate may change between calls; burst = max(1, rate).
+    """A token bucket whose rate and size may change between calls; a size of 0 means one
+    second's worth (at least 1).
 
     Args:
         clock: monotonic seconds, injectable for tests.
@@ -34,14 +35,14 @@ class TokenBucket:
         self._tokens: float | None = None  # None: full, set on first use
         self._last = clock()
 
-    def take(self, rate: float) -> float:
-        """Take one token at `rate` per second.
+    def take(self, rate: float, burst: float = 0.0) -> float:
+        """Take one token at `rate` per second from a bucket of `burst` tokens.
 
         Returns:
             0 if a token was taken, else the seconds until one will be available.
         """
         now = self._clock()
-        burst = max(1.0, rate)
+        burst = max(1.0, burst or rate)
         tokens = burst if self._tokens is None else self._tokens
         tokens = min(burst, tokens + (now - self._last) * rate)
         self._last = now
@@ -78,6 +79,8 @@ class Faults:
         self.options = options
         self.rng = rng
         self.bucket = TokenBucket(clock)
+        # Its own generator: switching latency jitter on leaves the fault sequence as it was.
+        self._jitter = random.Random(f"latency-{options.seed}")
         self._wall = wall
 
     def _chance(self, rate: float) -> bool:
@@ -85,12 +88,19 @@ class Faults:
         # sequence another seeded fault sees.
         return rate > 0 and self.rng.random() < rate
 
+    def delay_s(self) -> float:
+        """How long this request waits before it is handled: the DAM's distance."""
+        base, jitter = self.options.slow_ms, self.options.jitter_ms
+        if jitter > 0:
+            base += self._jitter.uniform(-jitter, jitter)
+        return max(0.0, base) / 1000
+
     def rate_limited(self) -> EmulatorError | None:
         """Return the 429 reply if this request is over the rate limit, else None."""
         rate = self.options.rate_limit
         if rate <= 0:
             return None
-        wait = self.bucket.take(rate)
+        wait = self.bucket.take(rate, self.options.rate_burst)
         if wait <= 0:
             return None
         seconds = max(1, math.ceil(wait))

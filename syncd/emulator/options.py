@@ -60,7 +60,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "malice": get_args(Malice),
 }
 _RATES = ("error_rate", "reset_before_commit_rate", "reset_after_commit_rate", "error_body_rate")
-_NUMBERS = (*_RATES, "rate_limit", "slow_ms", "listing_lag_s")
+_NUMBERS = (*_RATES, "rate_limit", "rate_burst", "slow_ms", "jitter_ms", "listing_lag_s")
 # option -> (lowest, highest, what the error message asks for)
 _INTEGERS = {
     "max_upload_bytes": (0, math.inf, "an integer >= 0"),
@@ -91,11 +91,14 @@ class Options:
         size_as_int: send `size` as a plain byte count (legacy shape) instead of an object.
         folder_trailing_slash: send a file's `folder.name` as `/a/b/` instead of `/a/b`.
         rate_limit: token-bucket rate in requests per second; 0 turns it off.
+        rate_burst: the bucket's size, the requests let through at once; 0: one second's
+            worth (`rate_limit`, at least 1).
         retry_after_style: how a 429 states when to come back.
         error_rate: chance of a random 500/502/503 reply.
         reset_before_commit_rate: chance an upload's connection drops before it is stored.
         reset_after_commit_rate: chance an upload's connection drops after it is stored.
-        slow_ms: delay added to every API request.
+        slow_ms: delay added to every API request (the DAM's distance).
+        jitter_ms: each request's delay varies uniformly by up to this much either way.
         max_upload_bytes: uploads larger than this are refused with 413
             `ERR_FILE_TOO_LARGE` (the real POST limit is undocumented, docs/dam-api.md §12.1);
             0 means no limit.
@@ -135,11 +138,13 @@ class Options:
     size_as_int: bool = False
     folder_trailing_slash: bool = False
     rate_limit: float = 0.0
+    rate_burst: float = 0.0
     retry_after_style: RetryAfterStyle = "seconds"
     error_rate: float = 0.0
     reset_before_commit_rate: float = 0.0
     reset_after_commit_rate: float = 0.0
     slow_ms: float = 0.0
+    jitter_ms: float = 0.0
     max_upload_bytes: int = 0
     error_body_rate: float = 0.0
     seed: int | None = None

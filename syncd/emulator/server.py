@@ -37,6 +37,8 @@ class Stats:
         uploads_committed: files stored by uploads (including ones whose reply was dropped).
         faults: injected faults by kind (`server_error`, `error_body`, `reset_before_commit`,
             `reset_after_commit`).
+        first, answered: monotonic seconds of the first API request's arrival and of the
+            last reply, so a benchmark can time the requests apart from process start-up.
     """
 
     requests: Counter[str] = field(default_factory=Counter)
@@ -44,6 +46,13 @@ class Stats:
     rate_limited: int = 0
     uploads_committed: int = 0
     faults: Counter[str] = field(default_factory=Counter)
+    first: float | None = None
+    answered: float | None = None
+
+    def arrived(self, now: float) -> None:
+        """An API request arrived at `now`."""
+        if self.first is None:
+            self.first = now
 
     def as_dict(self) -> dict[str, Any]:
         """Return the statistics as a JSON-ready dict (status keys become strings)."""
@@ -53,6 +62,8 @@ class Stats:
             "rate_limited": self.rate_limited,
             "uploads_committed": self.uploads_committed,
             "faults": dict(self.faults),
+            "first_request_s": self.first,
+            "last_reply_s": self.answered,
         }
 
 

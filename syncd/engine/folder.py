@@ -7,6 +7,7 @@ Also the daemon's per-batch variant, which decides just the paths the watcher re
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ __all__ = ["FolderRun", "RunOptions"]
 log = structlog.get_logger(__name__)
 
 _UPDATED_AFTER_SLACK = timedelta(seconds=1)
+# Threads that hash at once: disks and CPUs, not the DAM, set how many help.
+_HASHERS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,17 @@ class FolderRun:
             log.warning("file_skipped", path=skip.path, reason=skip.reason, failed=skip.failed)
         return scanned, remote
 
+    async def _after_listing_lag(self) -> None:
+        """A full listing taken within `dam.listing_lag_s` of the last run's writes may not
+        show them yet (docs/dam-api.md §12.2), and would read as assets gone or outdated: a
+        run right after another waits out the rest of the lag first. (The cheap re-run
+        trusts the state for syncd's own writes, and needs no wait.)"""
+        last, lag = self.bookmark.last_sync, self.dam.listing_lag_s
+        wait = 0.0 if last is None or lag <= 0 else min(lag, last + lag - time.time())
+        if wait > 0:
+            log.info("listing_lag_wait", wait_s=round(wait, 2))
+            await anyio.sleep(wait)
+
     async def _remote_index(self) -> list[RemoteFile] | None:
         """The DAM listing when the state cannot be trusted, else None after a constant
         number of requests: the recursive count matches the last run's and every change
@@ -203,6 +217,7 @@ class FolderRun:
             log.info("remote_unchanged", folder_remote=remote_root)
             return None
         log.info("remote_full_listing", folder_remote=remote_root, reason=reason)
+        await self._after_listing_lag()
         listing = [r async for r in self.dam.list_files(remote_root)]
         self.seen_count = len(listing)
         return listing
@@ -272,9 +287,7 @@ class FolderRun:
         could not be read."""
         to_hash = needs_hash(local, known, remote)
         self.summary.hashed += len(to_hash)
-        unreadable = await hash_files(
-            self.root, local, to_hash, self.config.dam.workers, self.dam.pacer.heartbeat
-        )
+        unreadable = await hash_files(self.root, local, to_hash, _HASHERS, self.dam.pacer.heartbeat)
         for skip in unreadable:
             del local[skip.path]
         self.summary.failed.extend(unreadable)

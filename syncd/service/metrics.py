@@ -46,7 +46,7 @@ class _PacerCollector(Collector):
         stats = pacer.statistics()
         yield CounterMetricFamily(
             "syncd_pacer_waits",
-            "Times every worker paused because the DAM rate-limited (429, or 503 with Retry-After)",
+            "Times the DAM's rate limit made requests wait (all of them, or the refused one)",
             value=stats["waits"],
         )
         yield CounterMetricFamily(

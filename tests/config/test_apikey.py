@@ -18,7 +18,7 @@ SECRET = "s3cr3t-KEY-value"
 
 def dam(key_file: Path | None = None) -> DamConfig:
     return DamConfig(
-        "abc123", "https://api.filerobot.com", key_file, 120.0, 10.0, 8, 1, 0.0, 6, 0.5, 30.0
+        "abc123", "https://api.filerobot.com", key_file, 120.0, 10.0, 8, 2, 1, 0.0, 6, 0.5, 30.0
     )
 
 
@@ -152,7 +152,7 @@ def test_protect_key_wipes_the_environment_and_stops_core_dumps():
         "from syncd.config.apikey import protect_key, read_api_key\n"
         "from syncd.config.schema import DamConfig\n"
         "protect_key()\n"
-        "dam = DamConfig('t', 'https://x', None, 1, 1, 1, 1, 0, 1, 1, 1)\n"
+        "dam = DamConfig('t', 'https://x', None, 1, 1, 1, 1, 1, 0, 1, 1, 1)\n"
         "print(os.environ.get('SYNCD_API_KEY'))\n"
         "print(b'k3y-abcdefghij' in open('/proc/self/environ', 'rb').read())\n"
         "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"

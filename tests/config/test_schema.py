@@ -116,6 +116,7 @@ def test_full_config(root: Path) -> None:
             timeout_s=30.0,
             connect_timeout_s=2.5,
             workers=64,
+            min_workers=2,
             stream_threshold_bytes=512 * 1024,
             max_requests_per_second=40.0,
             max_attempts=3,
@@ -140,7 +141,8 @@ def test_defaults(root: Path) -> None:
         key_file=None,
         timeout_s=120.0,
         connect_timeout_s=10.0,
-        workers=8,
+        workers=64,
+        min_workers=2,
         stream_threshold_bytes=64 * 1024 * 1024,
         max_requests_per_second=0.0,
         max_attempts=6,
@@ -221,8 +223,8 @@ ERRORS: list[tuple[str, object, str, str]] = [
     ("dam.timeout_s", float("nan"), "dam.timeout_s", "nan is out of range"),
     ("dam.timeout_s", "120", "dam.timeout_s", 'expected a number, got "120"; remove the quotes'),
     ("dam.connect_timeout_s", 0.0, "dam.connect_timeout_s", "0.0 is out of range"),
-    ("dam.workers", 0, "dam.workers", "0 is out of range; use 1 to 64"),
-    ("dam.workers", 65, "dam.workers", "65 is out of range; use 1 to 64"),
+    ("dam.workers", 0, "dam.workers", "0 is out of range; use 1 to 256"),
+    ("dam.workers", 257, "dam.workers", "257 is out of range; use 1 to 256"),
     ("dam.workers", "8", "dam.workers", 'expected an integer, got "8"; remove the quotes'),
     ("dam.workers", "eight", "dam.workers", 'got "eight"; set it to an integer'),
     ("dam.workers", 8.0, "dam.workers", "expected an integer, got 8.0"),
@@ -735,3 +737,10 @@ def test_example_documents_metrics_and_ca_bundle(root: Path) -> None:
     cfg = load_config(path, env={"HOME": str(root)})
     assert cfg.metrics.listen == ("127.0.0.1", 9150)
     assert cfg.dam.ca_bundle is None
+
+
+def test_min_workers_above_workers_names_both_keys(root: Path) -> None:
+    data = minimal()
+    data["dam"] = {**data["dam"], "workers": 8, "min_workers": 16}
+    with pytest.raises(ConfigError, match=r"dam\.min_workers: 16 is more than dam\.workers \(8\)"):
+        build(data, root)

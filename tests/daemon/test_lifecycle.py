@@ -300,7 +300,8 @@ def assert_converged_once(
 
 async def test_kill_9_mid_burst_then_restart_converges(tmp_path, emulator, dam):
     root = tmp_path / "src"
-    cfg = config(tmp_path, emulator, root)
+    # Eight requests in flight at most: the kill must find syncd behind the writer.
+    cfg = config(tmp_path, emulator, root, dam={"workers": 8})
     for i in range(10):
         (root / f"d{i}").mkdir()  # watched from the start: every file has its own events
     # A DAM with some latency: 500 uploads take more than the journal's 1 s period.

@@ -22,7 +22,8 @@ import pytest
 import syncd.dam.client
 import syncd.dam.ops
 from syncd.dam.client import Body, DamClient, Uploaded
-from syncd.dam.pacer import Backoff, Pacer
+from syncd.dam.limits import Backoff
+from syncd.dam.pacer import Pacer
 from syncd.emulator import Emulator, serve
 from syncd.errors import (
     AuthError,

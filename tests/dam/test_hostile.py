@@ -21,7 +21,8 @@ import syncd.dam.client
 import syncd.dam.listing
 import syncd.dam.response
 from syncd.dam.client import DamClient
-from syncd.dam.pacer import Backoff, Pacer
+from syncd.dam.limits import Backoff
+from syncd.dam.pacer import Pacer
 from syncd.dam.response import MIN_UPLOAD_RATE, upload_deadline, upload_timeout
 from syncd.emulator import Emulator, Options, serve
 from syncd.emulator.cli import build_parser

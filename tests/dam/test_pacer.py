@@ -1,14 +1,17 @@
-"""Tests of syncd.dam.pacer: backoff arithmetic, AIMD, pauses and retries with injected time."""
+"""Tests of syncd.dam.pacer: pauses, retries, spacing and the concurrency limit at work, with
+injected time."""
 
 from __future__ import annotations
 
 import random
+from functools import partial
 
 import anyio
 import pytest
 
-from syncd.dam.pacer import MAX_PAUSE_S, Aimd, Backoff, LearnedRate, Pacer
-from syncd.errors import PermanentDamError, RateLimited, TransientDamError
+from syncd.dam.limits import Backoff
+from syncd.dam.pacer import MAX_PAUSE_S, Pacer
+from syncd.errors import DamTimeout, PermanentDamError, RateLimited, TransientDamError
 
 
 class FakeTime:
@@ -25,45 +28,6 @@ class FakeTime:
         self.sleeps.append(round(seconds, 6))
         self.now += seconds
         await anyio.lowlevel.checkpoint()
-
-
-def test_backoff_ceiling_doubles_and_caps():
-    b = Backoff(base_s=0.5, cap_s=4.0)
-    assert [b.ceiling(n) for n in range(6)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
-
-
-def test_backoff_delay_is_full_jitter_within_ceiling():
-    b = Backoff(base_s=1.0, cap_s=8.0)
-    rng = random.Random(7)
-    delays = [b.delay(3, rng) for _ in range(200)]
-    assert all(0.0 <= d <= 8.0 for d in delays)
-    assert min(delays) < 2.0  # spread over the whole range
-    assert max(delays) > 6.0
-
-
-def test_aimd_halves_once_per_round_and_recovers_additively():
-    a = Aimd(maximum=8)
-    gen = a.generation
-    assert a.decrease(gen) is True
-    assert a.allowed == 4
-    assert a.decrease(gen) is False  # a request from the same round
-    assert a.allowed == 4
-    assert a.decrease(a.generation) is True
-    assert a.allowed == 2
-    steps = 0
-    while a.allowed < 8:
-        a.increase()
-        steps += 1
-    # One step per window of `limit` successes: 2+3+...+7 ≈ 27 successes to climb back.
-    assert 20 <= steps <= 35
-    assert a.increase() is False
-
-
-def test_aimd_never_below_minimum():
-    a = Aimd(maximum=2)
-    for _ in range(5):
-        a.decrease(a.generation)
-    assert a.allowed == 1
 
 
 async def test_call_retries_transient_then_succeeds():
@@ -130,7 +94,7 @@ async def test_retry_after_pauses_every_worker_and_halves_concurrency():
         return "ok"
 
     assert await pacer.call(limited, what="x") == "ok"
-    assert pacer.aimd.allowed == 4
+    assert pacer.limit.allowed == 4
     assert pacer.rate_limited == 1
     assert t.sleeps == [2.0]  # the global pause, honoured exactly
     # A second request waits out the same pause window if it starts inside it.
@@ -247,45 +211,6 @@ async def test_only_a_429_skips_the_look_before_retrying(status, looks):
     assert looked == (1 if looks else 0)
 
 
-def test_learned_rate_is_unknown_until_the_dam_pushes_back():
-    r = LearnedRate()
-    for i in range(100):
-        r.accepted(i * 0.01)
-    assert r.rate is None
-
-
-def test_learned_rate_sits_just_under_what_was_accepted():
-    r = LearnedRate(window_s=2.0, under=0.95)
-    for i in range(200):  # 50 accepted per second for 4 s
-        r.accepted(i * 0.02)
-    assert r.limited(4.0) == pytest.approx(0.95 * 50, rel=0.03)
-
-
-def test_an_opening_burst_is_not_read_as_a_huge_rate():
-    r = LearnedRate()
-    for i in range(50):  # the DAM's whole bucket in 50 ms
-        r.accepted(i * 0.001)
-    assert r.limited(0.05) == pytest.approx(0.95 * 50)  # counted over one second
-
-
-def test_too_few_samples_teach_nothing():
-    r = LearnedRate(min_samples=5)
-    r.accepted(0.0)
-    assert r.limited(0.1) is None
-
-
-def test_learned_rate_grows_one_percent_a_second_and_drops_on_the_next_429():
-    r = LearnedRate(growth=0.01)
-    for i in range(100):
-        r.accepted(i * 0.05)  # 20/s
-    first = r.limited(5.0)
-    assert first is not None
-    r.accepted(15.0)  # ten quiet seconds later
-    assert r.rate == pytest.approx(first * 1.10)
-    again = r.limited(15.1)  # one sample in the window: step down by 10%
-    assert again == pytest.approx(first * 1.10 * 0.9)
-
-
 async def test_rate_limit_signal_spaces_requests_to_the_learned_rate():
     t = FakeTime()
     pacer = Pacer(8, clock=t.clock, sleep=t.sleep)
@@ -332,4 +257,106 @@ async def test_a_bare_503_pauses_but_teaches_no_rate():
 
     await pacer.call(overloaded_once, what="x")
     assert pacer.learned.rate is None
-    assert pacer.aimd.allowed == 4  # but concurrency halves
+    assert pacer.limit.allowed == 4  # but concurrency halves
+
+
+async def test_once_the_rate_is_known_a_short_retry_after_delays_only_that_request():
+    t = FakeTime()
+    pacer = Pacer(8, clock=t.clock, sleep=t.sleep)
+
+    async def ok() -> None:
+        t.now += 0.001
+
+    for _ in range(20):
+        await pacer.call(ok, what="x")
+    calls = 0
+
+    async def limited_once() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RateLimited("slow down", status=429, retry_after=1.0)
+
+    await pacer.call(limited_once, what="x")
+    assert pacer.learned.rate is not None
+    assert 1.0 in t.sleeps  # the refused request waited its Retry-After itself...
+    assert pacer._pause_until <= t.now  # ...and nobody else was paused
+
+
+async def test_a_long_retry_after_pauses_everyone_even_with_a_known_rate():
+    t = FakeTime()
+    pacer = Pacer(8, clock=t.clock, sleep=t.sleep)
+
+    async def ok() -> None:
+        t.now += 0.001
+
+    for _ in range(20):
+        await pacer.call(ok, what="x")
+    calls = 0
+
+    async def quota_gone() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RateLimited("quota", status=429, retry_after=30.0)
+
+    before = t.now
+    await pacer.call(quota_gone, what="x")
+    assert pacer._pause_until == pytest.approx(before + 30.0, abs=0.01)
+
+
+async def test_timeouts_halve_the_concurrency_once_per_round():
+    t = FakeTime()
+    pacer = Pacer(16, initial=16, clock=t.clock, sleep=t.sleep, rng=random.Random(1))
+
+    async def timed_out() -> None:
+        raise DamTimeout("no answer")
+
+    with pytest.raises(DamTimeout):
+        await pacer.call(timed_out, what="x")
+    # Six attempts, each starting after the previous decrease: halved each time, to 1.
+    assert pacer.limit.allowed == 1
+
+
+async def test_round_trips_near_their_floor_raise_the_concurrency():
+    # Real time (a fake clock cannot run requests side by side): 20 ms round trips.
+    pacer = Pacer(64)
+    assert pacer.limit.allowed == 8
+    most = 0
+
+    async def request() -> None:
+        nonlocal most
+        most = max(most, pacer.in_flight)
+        await anyio.sleep(0.02)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for _ in range(1000):
+                tg.start_soon(partial(pacer.call, request, what="x"))
+    assert pacer.limit.allowed == 64
+    assert most == 64
+
+
+async def test_a_freed_slot_wakes_one_waiter_not_all():
+    pacer = Pacer(2, initial=2)
+    release = anyio.Event()
+    woken = 0
+
+    async def hold() -> None:
+        await release.wait()
+
+    async def count() -> None:
+        nonlocal woken
+        woken += 1
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(2):
+            tg.start_soon(partial(pacer.call, hold, what="hold"))
+        await anyio.wait_all_tasks_blocked()
+        for _ in range(10):
+            tg.start_soon(partial(pacer.call, count, what="wait"))
+        await anyio.wait_all_tasks_blocked()
+        assert len(pacer._waiters) == 10
+        release.set()
+    assert woken == 10
+    assert not pacer._waiters

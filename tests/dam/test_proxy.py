@@ -34,7 +34,8 @@ import pytest
 import yarl
 
 from syncd.dam.client import DamClient, _env_proxy
-from syncd.dam.pacer import Backoff, Pacer
+from syncd.dam.limits import Backoff
+from syncd.dam.pacer import Pacer
 from syncd.emulator import Emulator
 from tests.conftest import KEY, TOKEN, dam_tree, run_syncd, write, write_config
 from tests.dam import test_client as test_dam

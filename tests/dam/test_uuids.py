@@ -16,8 +16,9 @@ import anyio
 import pytest
 
 from syncd.dam.client import DamClient
+from syncd.dam.limits import Backoff
 from syncd.dam.ops import AssetOps, uuid_segment
-from syncd.dam.pacer import Backoff, Pacer
+from syncd.dam.pacer import Pacer
 from syncd.emulator import Emulator
 from syncd.engine.moves import carry_out_moves
 from syncd.errors import PermanentDamError

@@ -500,3 +500,20 @@ def test_permission_map() -> None:
     assert "FILE_RENAME" in refused.msg
     assert denied(["FILE_RENAME"], "GET", "/files/{uuid}") is None
     assert denied([], "PATCH", "/files/{uuid}") is None
+
+
+def test_token_bucket_burst_is_its_own_setting() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(clock)
+    assert [bucket.take(30.0, 10.0) for _ in range(10)] == [0.0] * 10
+    assert bucket.take(30.0, 10.0) == pytest.approx(1 / 30)  # empty: wait for a refill
+    clock.now += 1.0  # a second refills 30 tokens, but the bucket holds 10
+    assert sum(bucket.take(30.0, 10.0) == 0.0 for _ in range(12)) == 10
+
+
+def test_latency_and_jitter_delay_each_request() -> None:
+    faults = Faults(Options(slow_ms=100.0, jitter_ms=20.0, seed=3), random.Random(3))
+    delays = [faults.delay_s() for _ in range(500)]
+    assert all(0.08 <= d <= 0.12 for d in delays)
+    assert max(delays) - min(delays) > 0.03  # spread, not a constant
+    assert Faults(Options(), random.Random(3)).delay_s() == 0.0

@@ -16,7 +16,8 @@ import pytest
 
 import syncd.local.source
 from syncd.dam.client import DamClient
-from syncd.dam.pacer import Backoff, Pacer
+from syncd.dam.limits import Backoff
+from syncd.dam.pacer import Pacer
 from syncd.emulator import Emulator
 from syncd.engine.executor import Executor, FolderTarget
 from syncd.engine.progress import NullProgress, Summary

@@ -24,7 +24,7 @@ from syncd.config.schema import Config, config_from_dict
 from syncd.dam.client import DamClient
 from syncd.dam.connect import make_dam, make_pacer
 from syncd.dam.pacer import Pacer
-from syncd.emulator import Emulator
+from syncd.emulator import Emulator, serve
 from syncd.engine.initial_sync import RunOptions, initial_sync
 from syncd.engine.progress import NullProgress, Summary
 from syncd.errors import AuthError
@@ -55,9 +55,12 @@ def make_tree(root: Path, files: dict[str, bytes] = TREE) -> Path:
     return root
 
 
-def config_for(tmp_path: Path, emu: Emulator, *folders: dict[str, Any], workers: int = 4) -> Config:
+def config_for(
+    tmp_path: Path, emu: Emulator, *folders: dict[str, Any], workers: int = 4, lag: float = 0
+) -> Config:
+    # The emulator's listings do not lag unless a test says so (then it sets both).
     data = {
-        "dam": {"token": TOKEN, "base_url": emu.url, "workers": workers},
+        "dam": {"token": TOKEN, "base_url": emu.url, "workers": workers, "listing_lag_s": lag},
         "state": {"path": str(tmp_path / "state" / "state.db")},
         "folders": list(folders),
     }
@@ -744,3 +747,19 @@ async def test_the_listing_lag_travels_with_the_dam_client(tmp_path, emulator, r
         }
         config = config_from_dict(data, tmp_path / "config.toml", env={})
         assert make_dam(config, "key", make_pacer(config)).listing_lag_s == lag
+
+
+@pytest.mark.e2e
+async def test_a_full_listing_right_after_a_run_waits_until_it_shows_that_runs_writes(
+    tmp_path, root
+):
+    async with serve(token=TOKEN, key=KEY, listing_lag_s=1.0) as emu:
+        config = config_for(tmp_path, emu, folder(root), lag=1.0)
+        first, _ = await sync(config)
+        assert first.uploaded == len(TREE)
+        # At once, a run that lists in full: the listing does not show the uploads yet.
+        with capture_logs() as logs:
+            again, _ = await sync(config, verify=True)
+        assert [e["event"] for e in logs].count("listing_lag_wait") == 1
+        assert (again.uploaded, again.updated, again.deleted) == (0, 0, 0)
+        assert len(emu.files()) == len(TREE)

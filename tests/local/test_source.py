@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from syncd.local.fs import FileChanged
-from syncd.local.source import CHUNK, FileSource, hash_file
+from syncd.local.source import STREAM_CHUNK, FileSource, hash_file
 from syncd.model import LocalFile
 from tests.conftest import write
 
@@ -66,7 +66,7 @@ def test_read_all_of_a_vanished_file_raises_file_not_found(tmp_path):
         FileSource(tmp_path, local).read_all()
 
 
-@pytest.mark.parametrize("size", [CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 12345])
+@pytest.mark.parametrize("size", [STREAM_CHUNK + 1, 2 * STREAM_CHUNK, 2 * STREAM_CHUNK + 12345])
 async def test_stream_yields_chunks_and_computes_sha1(tmp_path, size):
     data = os.urandom(size)
     write(tmp_path / "d" / "big.bin", data)
@@ -74,8 +74,8 @@ async def test_stream_yields_chunks_and_computes_sha1(tmp_path, size):
     assert not source.small()
     chunks = await collect(source)
     assert b"".join(chunks) == data
-    assert len(chunks) == -(-size // CHUNK)
-    assert all(len(c) <= CHUNK for c in chunks)
+    assert len(chunks) == -(-size // STREAM_CHUNK)
+    assert all(len(c) <= STREAM_CHUNK for c in chunks)
     assert source.sha1 == sha1(data)
     assert source.error is None
 
@@ -88,7 +88,7 @@ async def test_stream_of_an_empty_file(tmp_path):
 
 
 async def test_stream_stops_before_the_last_chunk_when_the_file_grows(tmp_path):
-    data = os.urandom(2 * CHUNK + 10)
+    data = os.urandom(2 * STREAM_CHUNK + 10)
     path = write(tmp_path / "grow.bin", data)
     source = FileSource(tmp_path, stat_of(tmp_path, "grow.bin"))
     sent: list[bytes] = []
@@ -107,7 +107,7 @@ async def test_stream_stops_before_the_last_chunk_when_the_file_grows(tmp_path):
 
 
 async def test_stream_stops_when_the_file_is_touched_while_read(tmp_path):
-    data = os.urandom(CHUNK + 10)
+    data = os.urandom(STREAM_CHUNK + 10)
     path = write(tmp_path / "t.bin", data)
     local = stat_of(tmp_path, "t.bin")
     source = FileSource(tmp_path, local)
@@ -121,31 +121,31 @@ async def test_stream_stops_when_the_file_is_touched_while_read(tmp_path):
 
 
 async def test_stream_stops_when_the_file_shrinks(tmp_path):
-    data = os.urandom(2 * CHUNK + 10)
+    data = os.urandom(2 * STREAM_CHUNK + 10)
     path = write(tmp_path / "s.bin", data)
     source = FileSource(tmp_path, stat_of(tmp_path, "s.bin"))
     with anyio.fail_after(10):
         async with aclosing(stream_of(source)) as gen:
             await gen.__anext__()
-            os.truncate(path, CHUNK + 5)
+            os.truncate(path, STREAM_CHUNK + 5)
             with pytest.raises(FileChanged):
                 await gen.__anext__()
 
 
 async def test_stream_of_a_file_changed_since_the_scan_fails_at_once(tmp_path):
-    write(tmp_path / "a.bin", os.urandom(CHUNK + 1))
+    write(tmp_path / "a.bin", os.urandom(STREAM_CHUNK + 1))
     local = stat_of(tmp_path, "a.bin")
-    write(tmp_path / "a.bin", os.urandom(CHUNK + 2))
+    write(tmp_path / "a.bin", os.urandom(STREAM_CHUNK + 2))
     with pytest.raises(FileChanged):
         await collect(FileSource(tmp_path, local))
 
 
 @pytest.mark.parametrize("change", ["rewrite", "delete"])
 async def test_stream_records_a_failure_to_open_in_error(tmp_path, change):
-    path = write(tmp_path / "a.bin", os.urandom(CHUNK + 1))
+    path = write(tmp_path / "a.bin", os.urandom(STREAM_CHUNK + 1))
     local = stat_of(tmp_path, "a.bin")
     if change == "rewrite":
-        write(path, os.urandom(CHUNK + 2))
+        write(path, os.urandom(STREAM_CHUNK + 2))
     else:
         path.unlink()
     source = FileSource(tmp_path, local)
