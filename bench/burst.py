@@ -39,7 +39,7 @@ def round_trip(work: Path, tree: Path, n: int) -> tuple[float, float, float, flo
     try:
         for old in work.glob("*.db*"):
             old.unlink()
-        cfg = write_config(work / "one.toml", emu.url, tree, work / "one.db", 8)
+        cfg = write_config(work / "one.toml", emu.url, tree, work / "one.db", None)
         cmd = [sys.executable, "-m", "syncd", "--config", str(cfg), "--initial-sync"]
         one_shot = measure(cmd, syncd_env())
         assert one_shot.code == 0, one_shot.stderr[-2000:]

@@ -114,11 +114,19 @@ def syncd_env() -> dict[str, str]:
 
 
 def write_daemon_config(
-    path: Path, url: str, root: Path, state: Path, *, settle_ms: int = 300, workers: int = 8
+    path: Path,
+    url: str,
+    root: Path,
+    state: Path,
+    *,
+    settle_ms: int = 300,
+    workers: int | None = None,
 ) -> Path:
-    """A config for the daemon benchmarks (one folder against the emulator)."""
+    """A config for the daemon benchmarks (one folder against the emulator); `workers`
+    None: syncd's default."""
+    limit = "" if workers is None else f"workers = {workers}\n"
     path.write_text(
-        f'[dam]\ntoken = "{TOKEN}"\nbase_url = "{url}"\nworkers = {workers}\n\n'
+        f'[dam]\ntoken = "{TOKEN}"\nbase_url = "{url}"\n{limit}\n'
         f'[state]\npath = "{state}"\n\n[sync]\nsettle_ms = {settle_ms}\n\n'
         f'[[folders]]\nlocal = "{root}"\nremote = "/bench"\n'
     )

@@ -25,7 +25,7 @@ def main() -> int:
     p.add_argument("--files", type=int, default=2000)
     p.add_argument("--limit", type=float, default=50.0, help="requests/s the DAM accepts")
     p.add_argument("--styles", default="seconds,date,none")
-    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--workers", type=int, default=None, help="default: syncd's own")
     args = p.parse_args()
     failed = False
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
