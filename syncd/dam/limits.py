@@ -43,8 +43,8 @@ class ConcurrencyLimit:
 
     * within `tolerance` of the floor, while the window used at least half the limit,
       the DAM is not queueing: the limit doubles per window until the first sign of a
-      queue or pushback (a slow start, as TCP's: a DAM 100 ms away takes syncd from 8 to
-      64 requests in flight in about 0.3 s), then grows by `growth` per window;
+      queue or pushback (a slow start, as TCP's: a DAM 100 ms away takes syncd from 16
+      to 64 requests in flight in about 0.2 s), then grows by `growth` per window;
     * above `queued` times the floor, requests wait in a queue somewhere: the limit
       shrinks in proportion, by half at most;
     * in between it holds.
@@ -58,7 +58,7 @@ class ConcurrencyLimit:
 
     maximum: int
     minimum: int = 1
-    initial: int = 8
+    initial: int = 16
     tolerance: float = 1.25
     queued: float = 2.0
     growth: float = 0.25

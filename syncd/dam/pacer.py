@@ -66,7 +66,7 @@ class Pacer:
         concurrency: int,
         *,
         minimum: int = 1,
-        initial: int = 8,
+        initial: int = 16,
         backoff: Backoff | None = None,
         max_requests_per_second: float | None = None,
         clock: Callable[[], float] = time.monotonic,
