@@ -33,12 +33,6 @@ def write_big(path: Path, size: int) -> None:
             left -= len(chunk)
 
 
-def request_span(emu: Emulator) -> float:
-    stats = emu.control("stats")
-    assert isinstance(stats, dict)
-    return float(stats["last_reply_s"]) - float(stats["first_request_s"])
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--gib", type=float, default=2.0)
@@ -63,7 +57,7 @@ def main() -> int:
                 if run.code != 0:
                     raise RuntimeError(f"curl failed: {run.stderr}")
                 curls.append(run.wall)
-                curl_spans.append(request_span(emu))
+                curl_spans.append(emu.request_span())
                 emu.control("reset")
                 for old in work.glob("state.db*"):
                     old.unlink()
@@ -73,7 +67,7 @@ def main() -> int:
                 if run.code != 0:
                     raise RuntimeError(f"syncd failed: {run.stderr[-2000:]}")
                 syncds.append(run.wall)
-                syncd_spans.append(request_span(emu))
+                syncd_spans.append(emu.request_span())
                 rss.append(run.rss_mib)
             files = emu.control("files")
         finally:

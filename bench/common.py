@@ -82,10 +82,23 @@ class Emulator:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read() or b"null")
 
+    def request_span(self) -> float:
+        """Seconds from the first API request to the last reply since the last reset: the
+        requests alone, without the client process's start-up."""
+        stats = self.control("stats")
+        assert isinstance(stats, dict)
+        return float(stats["last_reply_s"]) - float(stats["first_request_s"])
+
     def close(self) -> None:
         """Stop the emulator."""
         self.proc.terminate()
         self.proc.wait(timeout=10)
+
+
+def ceiling_command(emu: Emulator, root: Path, concurrency: int) -> list[str]:
+    """bench/ceiling_client.py: POST every file under `root` at a fixed concurrency."""
+    client = str(Path(__file__).parent / "ceiling_client.py")
+    return [sys.executable, client, emu.url, TOKEN, KEY, str(root), str(concurrency)]
 
 
 def make_tree(root: Path, files: int, size: int, folders: int) -> None:

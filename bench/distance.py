@@ -26,7 +26,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import KEY, TOKEN, Emulator, make_tree, measure, syncd_env, write_config
+from bench.common import (
+    Emulator,
+    ceiling_command,
+    make_tree,
+    measure,
+    syncd_env,
+    write_config,
+)
 
 
 def syncd_run(emu: Emulator, work: Path, root: Path) -> tuple[float, dict[str, Any]]:
@@ -43,27 +50,10 @@ def syncd_run(emu: Emulator, work: Path, root: Path) -> tuple[float, dict[str, A
 
 
 def ceiling_run(emu: Emulator, root: Path, concurrency: int) -> float:
-    run = measure(
-        [
-            sys.executable,
-            str(Path(__file__).parent / "ceiling_client.py"),
-            emu.url,
-            TOKEN,
-            KEY,
-            str(root),
-            str(concurrency),
-        ]
-    )
+    run = measure(ceiling_command(emu, root, concurrency))
     if run.code != 0:
         raise RuntimeError(f"ceiling client failed: {run.stderr[-2000:]}")
     return run.wall
-
-
-def span_of(emu: Emulator) -> float:
-    """Seconds from the first request the emulator saw to its last reply."""
-    stats = emu.control("stats")
-    assert isinstance(stats, dict)
-    return float(stats["last_reply_s"]) - float(stats["first_request_s"])
 
 
 def unlimited(args: argparse.Namespace, work: Path, root: Path) -> bool:
@@ -79,14 +69,14 @@ def unlimited(args: argparse.Namespace, work: Path, root: Path) -> bool:
         for concurrency in (8, 16, 32, 64):
             emu.control("reset")
             wall = ceiling_run(emu, root, concurrency)
-            ceilings[concurrency] = (n / wall, n / span_of(emu))
+            ceilings[concurrency] = (n / wall, n / emu.request_span())
             print(
                 f"   ceiling client, {concurrency:2d} in flight: {n / wall:6.0f} files/s"
-                f"  (requests alone: {n / span_of(emu):6.0f})"
+                f"  (requests alone: {ceilings[concurrency][1]:6.0f})"
             )
         emu.control("reset")
         wall, _ = syncd_run(emu, work, root)
-        requests = n / span_of(emu)
+        requests = n / emu.request_span()
     finally:
         emu.close()
     best = max(c[0] for c in ceilings.values())
@@ -105,11 +95,11 @@ def limited(label: str, emu_args: list[str], limit: float, work: Path, root: Pat
     emu = Emulator(*emu_args)
     try:
         wall, stats = syncd_run(emu, work, root)
+        seconds = emu.request_span()
     finally:
         emu.close()
     total = sum(stats["requests"].values())
     refused = int(stats["rate_limited"])
-    seconds = float(stats["last_reply_s"]) - float(stats["first_request_s"])
     accepted = (total - refused) / seconds
     share, refused_share = accepted / limit, refused / total
     ok = share >= 0.90 and refused_share <= 0.05

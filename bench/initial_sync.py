@@ -26,10 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (
-    KEY,
-    TOKEN,
     Emulator,
     Measured,
+    ceiling_command,
     make_tree,
     measure,
     syncd_env,
@@ -92,15 +91,7 @@ def main() -> int:
                 work / "c.toml", emu.url, root, work / "state.db", args.syncd_workers
             )
             cmd = [sys.executable, "-m", "syncd", "--config", str(cfg), "--initial-sync"]
-            ceiling_cmd = [
-                sys.executable,
-                str(Path(__file__).parent / "ceiling_client.py"),
-                emu.url,
-                TOKEN,
-                KEY,
-                str(root),
-                str(args.workers),
-            ]
+            ceiling_cmd = ceiling_command(emu, root, args.workers)
             for _ in range(args.repeat):
                 emu.control("reset")
                 ceilings.append(measure(ceiling_cmd))

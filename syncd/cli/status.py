@@ -95,14 +95,13 @@ def collect(config: Config) -> Report:
         with State.open(path, readonly=True) as state:
             pending = Counter(fid for fid, _ in state.journal())
             for folder in folders:
-                _fill(state, folder, pending)
-                _refused(state, folder, config)
+                _fill(state, folder, pending, config)
     except sqlite3.Error as exc:
         raise StateError(f"cannot read the state database {path}: {exc}") from None
     return report
 
 
-def _fill(state: State, folder: FolderStatus, pending: Counter[int]) -> None:
+def _fill(state: State, folder: FolderStatus, pending: Counter[int], config: Config) -> None:
     fid = state.folder_id(folder.local, folder.remote)
     if fid is None:
         return
@@ -117,10 +116,11 @@ def _fill(state: State, folder: FolderStatus, pending: Counter[int]) -> None:
     # in sync until the new one lands.
     stale = state.known_for(fid, (p.path for p in parked))
     folder.in_sync = state.count(fid) - len(stale)
+    _refused(state, fid, folder, config)
 
 
-def _refused(state: State, folder: FolderStatus, config: Config) -> None:
-    refusal = state.refusal(state.folder_id(folder.local, folder.remote))
+def _refused(state: State, fid: int, folder: FolderStatus, config: Config) -> None:
+    refusal = state.refusal(fid)
     if refusal is None:
         return
     folder.refused = refusal.reason

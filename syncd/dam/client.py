@@ -1,4 +1,4 @@
-"""The DAM client: the only module that imports aiohttp.
+"""The DAM client: the HTTP session, in the one package that imports aiohttp.
 
 It owns the single `aiohttp.ClientSession` of the process (keep-alive pool sized to the
 worker count, timeouts, TLS with `dam.ca_bundle`'s extra CAs, the proxy: https only), the
@@ -11,7 +11,6 @@ every failure into the `syncd.errors` tree. A response is a failure when its sta
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -21,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import aiohttp
 import yarl
@@ -30,6 +29,7 @@ from syncd.dam.listing import Pages, files_of
 from syncd.dam.multipart import Body, multipart_body
 from syncd.dam.ops import BULK, AssetOps
 from syncd.dam.pacer import Pacer
+from syncd.dam.proxy import env_proxy
 from syncd.dam.response import decode_body, note_rate_headers, read_body, upload_timeout
 from syncd.dam.tls import certificate_problem, client_context
 from syncd.dam.wire import (
@@ -47,26 +47,7 @@ from syncd.model import RemoteFile
 __all__ = ["BULK", "PAGE", "Body", "DamClient", "Uploaded"]
 
 PAGE = 1000
-
-
-def _env_proxy(url: str) -> str | None:
-    """The proxy the environment asks for an https `url` (HTTPS_PROXY, NO_PROXY).
-
-    Only https goes through a proxy, inside a CONNECT tunnel: the proxy sees the CONNECT
-    line and TLS bytes, never the key. A plain-http request would reach the proxy whole,
-    key header included, so an http DAM (which the config allows only on loopback) is
-    always reached directly, whatever HTTP_PROXY says.
-    """
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not any(k.lower().endswith("_proxy") for k in os.environ):
-        return None  # the common case, without importing urllib.request (~10 ms)
-    import urllib.request
-
-    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
-        return None
-    return urllib.request.getproxies().get("https")
-
-
+# An upload up to this size times the DAM's round trip; a bigger one times the bandwidth.
 _TIMED_UPLOAD_MAX = 256 * 1024
 
 
@@ -152,7 +133,7 @@ class DamClient(AssetOps):
         # HTTPS_PROXY / NO_PROXY are read once here: aiohttp's trust_env would look them
         # (and ~/.netrc) up in a worker thread on every request, which costs more CPU
         # than the request itself for small files.
-        self._proxy = _env_proxy(self._prefix)
+        self._proxy = env_proxy(self._prefix)
         # aiohttp silently resends PUT/DELETE/GET once when a connection drops. A resent
         # streaming upload can create a second asset, and every retry must go through
         # the pacer (which looks before re-uploading), so switch that off. aiohttp has

@@ -4,6 +4,7 @@ injected time."""
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import anyio
@@ -211,97 +212,64 @@ async def test_only_a_429_skips_the_look_before_retrying(status, looks):
     assert looked == (1 if looks else 0)
 
 
-async def test_rate_limit_signal_spaces_requests_to_the_learned_rate():
+async def warmed_up(rng: random.Random | None = None) -> tuple[FakeTime, Pacer]:
+    """A pacer that has seen 20 requests accepted by a fast DAM (1 ms each), enough for a
+    refusal to teach it a rate."""
     t = FakeTime()
-    pacer = Pacer(8, clock=t.clock, sleep=t.sleep)
-
-    async def ok() -> None:
-        t.now += 0.001  # a fast DAM: 1 ms per request
-
+    pacer = Pacer(8, clock=t.clock, sleep=t.sleep, rng=rng)
     for _ in range(20):
-        await pacer.call(ok, what="x")
+        await pacer.call(partial(fast, t), what="x")
+    return t, pacer
+
+
+async def fast(t: FakeTime) -> None:
+    t.now += 0.001
+
+
+def refused_once(error: RateLimited) -> Callable[[], Awaitable[None]]:
+    """A request the DAM refuses with `error` the first time, and accepts after."""
     calls = 0
 
-    async def limited_once() -> None:
+    async def request() -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
-            raise RateLimited("slow down", status=429, retry_after=1.0)
+            raise error
 
-    await pacer.call(limited_once, what="x")
+    return request
+
+
+async def test_rate_limit_signal_spaces_requests_to_the_learned_rate():
+    t, pacer = await warmed_up()
+    await pacer.call(refused_once(RateLimited("slow", status=429, retry_after=1.0)), what="x")
     rate = pacer.learned.rate
     assert rate is not None
     start = t.now
     for _ in range(10):
-        await pacer.call(ok, what="x")
+        await pacer.call(partial(fast, t), what="x")
     # Ten requests now take about ten intervals of the learned rate, not 10 ms.
     assert t.now - start == pytest.approx(10 / rate, rel=0.2)
 
 
 async def test_a_bare_503_pauses_but_teaches_no_rate():
-    t = FakeTime()
-    pacer = Pacer(8, clock=t.clock, sleep=t.sleep, rng=random.Random(2))
-
-    async def ok() -> None:
-        t.now += 0.001
-
-    for _ in range(20):
-        await pacer.call(ok, what="x")
-    calls = 0
-
-    async def overloaded_once() -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RateLimited("overloaded", status=503)
-
-    await pacer.call(overloaded_once, what="x")
+    _, pacer = await warmed_up(random.Random(2))
+    await pacer.call(refused_once(RateLimited("overloaded", status=503)), what="x")
     assert pacer.learned.rate is None
     assert pacer.limit.allowed == 4  # but concurrency halves
 
 
 async def test_once_the_rate_is_known_a_short_retry_after_delays_only_that_request():
-    t = FakeTime()
-    pacer = Pacer(8, clock=t.clock, sleep=t.sleep)
-
-    async def ok() -> None:
-        t.now += 0.001
-
-    for _ in range(20):
-        await pacer.call(ok, what="x")
-    calls = 0
-
-    async def limited_once() -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RateLimited("slow down", status=429, retry_after=1.0)
-
-    await pacer.call(limited_once, what="x")
+    t, pacer = await warmed_up()
+    await pacer.call(refused_once(RateLimited("slow", status=429, retry_after=1.0)), what="x")
     assert pacer.learned.rate is not None
     assert 1.0 in t.sleeps  # the refused request waited its Retry-After itself...
     assert pacer._pause_until <= t.now  # ...and nobody else was paused
 
 
 async def test_a_long_retry_after_pauses_everyone_even_with_a_known_rate():
-    t = FakeTime()
-    pacer = Pacer(8, clock=t.clock, sleep=t.sleep)
-
-    async def ok() -> None:
-        t.now += 0.001
-
-    for _ in range(20):
-        await pacer.call(ok, what="x")
-    calls = 0
-
-    async def quota_gone() -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise RateLimited("quota", status=429, retry_after=30.0)
-
+    t, pacer = await warmed_up()
     before = t.now
-    await pacer.call(quota_gone, what="x")
+    await pacer.call(refused_once(RateLimited("quota", status=429, retry_after=30.0)), what="x")
     assert pacer._pause_until == pytest.approx(before + 30.0, abs=0.01)
 
 

@@ -33,9 +33,10 @@ import anyio
 import pytest
 import yarl
 
-from syncd.dam.client import DamClient, _env_proxy
+from syncd.dam.client import DamClient
 from syncd.dam.limits import Backoff
 from syncd.dam.pacer import Pacer
+from syncd.dam.proxy import env_proxy
 from syncd.emulator import Emulator
 from tests.conftest import KEY, TOKEN, dam_tree, run_syncd, write, write_config
 from tests.dam import test_client as test_dam
@@ -294,12 +295,12 @@ async def test_syncd_over_https_through_the_proxy(tmp_path, squid, tls_emulator,
 def test_env_proxy_is_for_https_only(proxy_env):
     proxy_env.setenv("HTTP_PROXY", "http://proxy.example:3128")
     proxy_env.setenv("HTTPS_PROXY", "http://proxy.example:3129")
-    assert _env_proxy("http://127.0.0.1:8750/t/v4") is None
-    assert _env_proxy("http://localhost:8750/t/v4") is None
-    assert _env_proxy("https://api.filerobot.com/t/v4") == "http://proxy.example:3129"
+    assert env_proxy("http://127.0.0.1:8750/t/v4") is None
+    assert env_proxy("http://localhost:8750/t/v4") is None
+    assert env_proxy("https://api.filerobot.com/t/v4") == "http://proxy.example:3129"
     proxy_env.setenv("NO_PROXY", ".filerobot.com")
-    assert _env_proxy("https://api.filerobot.com/t/v4") is None
-    assert _env_proxy("https://dam.example/t/v4") == "http://proxy.example:3129"
+    assert env_proxy("https://api.filerobot.com/t/v4") is None
+    assert env_proxy("https://dam.example/t/v4") == "http://proxy.example:3129"
 
 
 @pytest.mark.parametrize("base_url", ["https://dam.example:8443/", "https://DAM.Example:8443"])
