@@ -175,6 +175,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of a live process now, in MiB (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def peak_rss_mib(pid: int) -> float:
     """Peak resident memory of a live process, in MiB (VmHWM)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -1,12 +1,15 @@
 """Benchmark of syncd at scale: trees of `--sizes` small files (256 B, 1,000 to a
 folder), each synced once into a fresh emulator (`--no-content`), then synced again with
-nothing changed. Prints, per size: the initial sync's wall time and peak RSS, the no-op
-re-run's wall time and peak RSS, and `rclone sync --dry-run` of the same tree to a local
-mirror of it (the same no-op question, asked of the disk alone) measured in the same run.
-Then the RSS growth per file between the two smallest sizes.
+nothing changed, then watched by the daemon. Prints, per size: the initial sync's wall
+time and peak RSS, the no-op re-run's wall time and peak RSS, the daemon's RSS once it
+watches the tree (and its peak, start-up reconcile included), and `rclone sync
+--dry-run` of the same tree to a local mirror of it (the same no-op question, asked of
+the disk alone) measured in the same run. Then the RSS growth per file between the two
+smallest sizes.
 
-Targets (issue 12): peak RSS at 1,000,000 files at most 150 MB for both runs; growth from
-40k to 200k files at most 0.10 KiB per file; the no-op at most 0.5x rclone's time.
+Targets (issue 12): peak RSS at 1,000,000 files at most 150 MB for both runs and the
+idle daemon; growth from 40k to 200k files at most 0.10 KiB per file; the no-op at most
+0.5x rclone's time.
 
 Usage: python bench/scale.py [--sizes 40000,200000] [--repeat 2]
        (rclone on the PATH, or installed with apt-get install rclone)
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -25,7 +29,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Emulator, Measured, make_tree, measure, syncd_env, write_config
+from bench.common import (
+    Emulator,
+    Measured,
+    make_tree,
+    measure,
+    peak_rss_mib,
+    rss_mib,
+    start_daemon,
+    syncd_env,
+    write_config,
+    write_daemon_config,
+)
 
 
 def one_size(n: int, work: Path, repeat: int, rclone: str | None) -> dict[str, float]:
@@ -45,6 +60,15 @@ def one_size(n: int, work: Path, repeat: int, rclone: str | None) -> dict[str, f
         if first.code != 0:
             raise RuntimeError(f"syncd failed: {first.stderr[-2000:]}")
         noops: list[Measured] = [measure(cmd, syncd_env()) for _ in range(repeat)]
+        daemon = start_daemon(
+            write_daemon_config(work / f"d-{n}.toml", emu.url, root, work / f"state-{n}.db")
+        )
+        try:
+            time.sleep(2.0)  # past the start-up reconcile (logged ready), watching
+            idle_rss, idle_peak = rss_mib(daemon.pid), peak_rss_mib(daemon.pid)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=120)
     finally:
         emu.close()
     out = {
@@ -52,10 +76,13 @@ def one_size(n: int, work: Path, repeat: int, rclone: str | None) -> dict[str, f
         "first_rss": first.rss_mib,
         "noop_s": statistics.median(m.wall for m in noops),
         "noop_rss": max(m.rss_mib for m in noops),
+        "idle_rss": idle_rss,
+        "idle_peak": idle_peak,
     }
     line = (
         f"  syncd sync: {first.wall:7.1f} s, peak RSS {first.rss_mib:5.0f} MiB;"
-        f" no-op re-run {out['noop_s']:6.2f} s, peak RSS {out['noop_rss']:5.0f} MiB"
+        f" no-op re-run {out['noop_s']:6.2f} s, peak RSS {out['noop_rss']:5.0f} MiB;"
+        f" daemon watching: RSS {idle_rss:4.0f} MiB (peak {idle_peak:4.0f})"
     )
     if rclone is not None:
         mirror = work / f"mirror-{n}"
@@ -90,7 +117,11 @@ def main() -> int:
             results[n] = one_size(n, Path(tmp), args.repeat, rclone)
     if len(sizes) >= 2:
         a, b = sizes[0], sizes[1]
-        for key, label in (("first_rss", "initial sync"), ("noop_rss", "no-op re-run")):
+        for key, label in (
+            ("first_rss", "initial sync"),
+            ("noop_rss", "no-op re-run"),
+            ("idle_peak", "daemon"),
+        ):
             growth = (results[b][key] - results[a][key]) * 1024 / (b - a)
             print(
                 f"RSS growth {a:,} -> {b:,} files, {label}: {growth:.2f} KiB per file"

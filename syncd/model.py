@@ -20,9 +20,14 @@ __all__ = [
     "Op",
     "RemoteFile",
     "Skip",
+    "StatRow",
     "Unsure",
     "remote_location",
 ]
+
+# `(path, size, mtime_ns, inode)`: a file's stat as the walk reports it and the state keeps
+# it, as a plain tuple so a directory's worth compares in one C-level list comparison.
+StatRow = tuple[str, int, int, int]
 
 
 @dataclass(slots=True)

@@ -83,7 +83,9 @@ def _fatal(exc: BaseException, config: Config) -> int:
     """The message and exit code for an error that stopped a run: one line, never a
     traceback. A task group's ExceptionGroup is reported by the error inside it."""
     if isinstance(exc, BaseExceptionGroup):
-        inner = most_telling(exc, anyio.get_cancelled_exc_class())
+        import asyncio  # anyio.run's backend; its loop has ended, so anyio cannot say
+
+        inner = most_telling(exc, asyncio.CancelledError)
         if isinstance(inner, BaseExceptionGroup):
             raise exc
         if isinstance(inner, KeyboardInterrupt):

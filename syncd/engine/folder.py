@@ -7,12 +7,9 @@ Also the daemon's per-batch variant, which decides just the paths the watcher re
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import partial
 from pathlib import Path
 
 import anyio
@@ -20,24 +17,20 @@ import structlog
 
 from syncd.config.schema import Config, FolderConfig
 from syncd.dam.client import DamClient
-from syncd.dam.wire import iso, parse_time
-from syncd.engine.executor import Executor, failure_kind
+from syncd.engine.executor import Executor
 from syncd.engine.match import RemoteView, view
 from syncd.engine.plan import (
     DeletePolicy,
     FolderPlan,
-    foreign_change,
-    full_listing_reason,
     needs_hash,
     plan,
-    stat_changes,
 )
 from syncd.engine.progress import Summary
 from syncd.engine.strays import sweep_strays
-from syncd.errors import AuthError, DamError
-from syncd.local.filters import SyncdFilter
-from syncd.local.fs import ScanError, root_status
-from syncd.local.scan import ScanResult, scan
+from syncd.engine.survey import Survey, Surveyed
+from syncd.errors import AuthError, DamError, StateError
+from syncd.local.fs import ScanError
+from syncd.local.scan import ScanResult, SortedWalk
 from syncd.local.source import hash_files
 from syncd.model import FolderTarget, Known, LocalFile, RemoteFile, Skip
 from syncd.state.store import State
@@ -46,7 +39,9 @@ __all__ = ["FolderRun", "RunOptions"]
 
 log = structlog.get_logger(__name__)
 
-_UPDATED_AFTER_SLACK = timedelta(seconds=1)
+# Files planned and uploaded at a time on a first run into an empty DAM folder: big
+# enough that the workers' drain at each end costs under 1%, small enough to hold twice.
+_FRESH_STRETCH = 10_000
 # Threads that hash at once: disks and CPUs, not the DAM, set how many help.
 _HASHERS = 8
 
@@ -81,22 +76,31 @@ class FolderRun:
         self.state = state
         self.options = options
         self.summary = summary
-        self.folder_id = state.folder_id(str(folder.local), folder.remote)
-        self.bookmark = state.bookmark(self.folder_id)
-        self.filt = SyncdFilter(folder.local, folder.exclude)
-        # The DAM's recursive file count as this run first saw it.
-        self.seen_count: int | None = None
+        self.survey = Survey(
+            folder,
+            dam,
+            state,
+            summary,
+            self._unusable,
+            verify=options.verify,
+            dry_run=options.dry_run,
+        )
+        self.folder_id = self.survey.folder_id
+        self.bookmark = self.survey.bookmark
+        self.filt = self.survey.filt
 
     async def reconcile(self, executor: Executor) -> None:
         """Make the DAM folder mirror the local one (or print the plan)."""
         if not self.options.dry_run and self.folder_id is not None:
             # What uploads of unknown outcome left is settled before the listing is read.
             await self.sweep(wait=False)
-        surveyed = await self._survey()
+        surveyed = await self.survey.run()
         if surveyed is None:
             return
-        scanned, remote = surveyed
-        decided, unreadable = await self._decide(scanned, remote)
+        if surveyed.fresh:
+            await self._upload_fresh(executor)
+            return
+        decided, unreadable = await self._decide(surveyed)
         if not self.options.dry_run and not decided.refused:
             # The whole folder was looked at and nothing waits for the user any more.
             self.state.clear_refusal(self.folder_id)
@@ -104,7 +108,7 @@ class FolderRun:
             if self.options.show_plan is not None:
                 self.options.show_plan(self.folder, decided)
             return
-        await self.carry_out(executor, decided, remote, clean=not unreadable)
+        await self.carry_out(executor, decided, surveyed.listing, clean=not unreadable)
 
     def _unusable(self, problem: str) -> None:
         self.summary.refused.append(f"{self.folder.name}: {problem}; nothing was synced or deleted")
@@ -131,116 +135,23 @@ class FolderRun:
             wait=wait,
         )
 
-    async def _survey(self) -> tuple[ScanResult, list[RemoteFile] | None] | None:
-        """Walk the local root (in a thread) while the DAM is asked what changed."""
-        problem = root_status(self.root)
-        if problem is not None:
-            self._unusable(problem)
-            return None
-        walked: list[ScanResult | ScanError] = []
-        remote: list[RemoteFile] | None = None
-        failed: list[DamError] = []
-
-        async def walk() -> None:
-            try:
-                walked.append(
-                    await anyio.to_thread.run_sync(
-                        partial(scan, on_progress=self.dam.pacer.heartbeat), self.root, self.filt
-                    )
-                )
-            except ScanError as exc:
-                walked.append(exc)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(walk)
-            try:
-                remote = await self._remote_index()
-            except DamError as exc:
-                failed.append(exc)
-                tg.cancel_scope.cancel()
-        if failed:
-            if isinstance(failed[0], AuthError):
-                raise failed[0]  # outside the task group, so callers see it unwrapped
-            reason = f"could not list the DAM folder: {failed[0]}"
-            self.summary.failed.append(Skip(self.folder.name, reason, kind=failure_kind(failed[0])))
-            log.error("folder_failed", error=str(failed[0]))
-            return None
-        scanned = walked[0]
-        if isinstance(scanned, ScanError):
-            self._unusable(str(scanned))
-            return None
-        for skip in scanned.skipped:
-            # Unreadable directories count as failures (their files are not mirrored);
-            # links out of the folder, special files and undecodable names are skips.
-            (self.summary.failed if skip.failed else self.summary.skipped).append(skip)
-            log.warning("file_skipped", path=skip.path, reason=skip.reason, failed=skip.failed)
-        return scanned, remote
-
-    async def _after_listing_lag(self) -> None:
-        """A full listing taken within `dam.listing_lag_s` of the last run's writes may not
-        show them yet (docs/dam-api.md §12.2), and would read as assets gone or outdated: a
-        run right after another waits out the rest of the lag first. (The cheap re-run
-        trusts the state for syncd's own writes, and needs no wait.)"""
-        last, lag = self.bookmark.last_sync, self.dam.listing_lag_s
-        wait = 0.0 if last is None or lag <= 0 else min(lag, last + lag - time.time())
-        if wait > 0:
-            log.info("listing_lag_wait", wait_s=round(wait, 2))
-            await anyio.sleep(wait)
-
-    async def _remote_index(self) -> list[RemoteFile] | None:
-        """The DAM listing when the state cannot be trusted, else None after a constant
-        number of requests: the recursive count matches the last run's and every change
-        since then is one syncd made itself."""
-        b, remote_root = self.bookmark, self.folder.remote
-        reason = full_listing_reason(
-            verify=self.options.verify,
-            bookmarked=b.listed_at is not None and b.remote_count is not None,
-            parked=bool(self.state.parked(self.folder_id)),
-            delete_unknown=self.folder.delete_unknown,
-            unknown_kept=b.unknown_kept,
-            unsure=len(self.state.unsure(self.folder_id)),
-        )
-        if reason is None:
-            count = self.seen_count = await self.dam.count(remote_root)
-            if count is None or count != b.remote_count:
-                reason = f"remote file count {count} differs from {b.remote_count}"
-            else:
-                since = [
-                    r
-                    async for r in self.dam.list_files(
-                        remote_root, updated_after=_before(b.listed_at)
-                    )
-                ]
-                known = self.state.known_by_uuid(self.folder_id, (r.uuid for r in since))
-                reason = foreign_change(since, known)
-        if reason is None:
-            log.info("remote_unchanged", folder_remote=remote_root)
-            return None
-        log.info("remote_full_listing", folder_remote=remote_root, reason=reason)
-        await self._after_listing_lag()
-        listing = [r async for r in self.dam.list_files(remote_root)]
-        self.seen_count = len(listing)
-        return listing
-
-    async def _decide(
-        self, scanned: ScanResult, listing: list[RemoteFile] | None
-    ) -> tuple[FolderPlan, list[Skip]]:
+    async def _decide(self, surveyed: Surveyed) -> tuple[FolderPlan, list[Skip]]:
         """Hash what the decision needs, then plan. Returns the plan and the files that
         could not be read."""
-        total = len(scanned.files)  # before unreadable files are taken out below
-        remote: RemoteView | None = None
-        if listing is None:
+        skipped, diff = surveyed.skipped, surveyed.diff
+        if diff is not None:
             # Trusting the state: only the paths whose stat moved need a closer look.
-            changed, gone, synced = stat_changes(scanned.files, self.state.stats(self.folder_id))
-            local = {p: scanned.files[p] for p in changed}
-            known = self.state.known_for(self.folder_id, [*changed, *gone])
-        else:
-            local = scanned.files
-            known = self.state.known(self.folder_id)
-            gone = [p for p in known if p not in local]
-            synced = len(known)
-            remote = view(listing, known, local)
-        return await self._plan(scanned, local, known, gone, synced, total, remote)
+            known = self.state.known_for(self.folder_id, [*diff.changed, *diff.gone])
+            return await self._plan(
+                skipped, diff.changed, known, diff.gone, diff.synced, diff.local, None
+            )
+        local, listing = surveyed.scanned, surveyed.listing
+        assert local is not None
+        assert listing is not None
+        known = self.state.known(self.folder_id)
+        gone = [p for p in known if p not in local]
+        remote = view(listing, known, local)
+        return await self._plan(skipped, local, known, gone, len(known), len(local), remote)
 
     async def decide_paths(
         self,
@@ -269,11 +180,13 @@ class FolderRun:
         # deletes, judged by a look at it rather than by this partial scan.
         total = 0 if _is_empty(self.root) else max(1, len(files))
         synced = self.state.count(self.folder_id)
-        return await self._plan(scanned, local, known, gone, synced, total, None, tally=False)
+        return await self._plan(
+            scanned.skipped, local, known, gone, synced, total, None, tally=False
+        )
 
     async def _plan(
         self,
-        scanned: ScanResult,
+        skipped: list[Skip],
         local: dict[str, LocalFile],
         known: dict[str, Known],
         gone: list[str],
@@ -292,7 +205,7 @@ class FolderRun:
             del local[skip.path]
         self.summary.failed.extend(unreadable)
 
-        protected = [s.path for s in scanned.skipped] + [s.path for s in unreadable]
+        protected = [s.path for s in skipped] + [s.path for s in unreadable]
         protected += [p for p in gone if self.filt.path_ignored(p, False)]
         decided = plan(
             local,
@@ -349,19 +262,93 @@ class FolderRun:
         """Run the plan, then bookmark the DAM side for the next run's cheap check.
         `partial`: the plan covered only some paths (the daemon), so parked files of other
         paths stay parked."""
-        target = self.target()
         failed_before = len(self.summary.failed)
-        await executor.run(target, decided.actions)
-        # Settle what uploads of unknown outcome left; a one-shot run waits for lagging
-        # listings to show it, a daemon batch leaves that to its next reconcile.
+        await executor.run(self.target(), decided.actions)
+        await self._finish(
+            failed_before,
+            trusted=clean and not decided.refused and not executor.needs_listing,
+            changed=bool(decided.actions),
+            kept=decided.unknown_kept if remote is not None else self.bookmark.unknown_kept,
+            partial=partial,
+        )
+
+    async def _upload_fresh(self, executor: Executor) -> None:
+        """Nothing synced yet and an empty DAM folder: every file is a plain upload, with
+        nothing to match. The walk runs in path order in a thread, one stretch of about
+        `_FRESH_STRETCH` files ahead of the uploads, and each stretch is planned and
+        uploaded in turn, so memory holds two stretches whatever the size of the tree."""
+        walk = SortedWalk(self.root, self.filt, self.dam.pacer.heartbeat)
+        segments = iter(walk)
+
+        def next_stretch() -> dict[str, LocalFile]:
+            files: dict[str, LocalFile] = {}
+            for _end, rows in segments:
+                for row in rows:
+                    files[row[0]] = LocalFile(*row)
+                if len(files) >= _FRESH_STRETCH:
+                    break
+            return files
+
+        send, receive = anyio.create_memory_object_stream[dict[str, LocalFile] | ScanError](1)
+
+        async def produce() -> None:
+            async with send:
+                try:
+                    while stretch := await anyio.to_thread.run_sync(next_stretch):
+                        await send.send(stretch)
+                except ScanError as exc:
+                    await send.send(exc)
+
+        failed_before = len(self.summary.failed)
+        clean, changed, needs_listing = True, False, False
+        nothing = view([], {}, ())
+        stopped: list[BaseException] = []
+        async with anyio.create_task_group() as tg, receive:
+            tg.start_soon(produce)
+            async for stretch in receive:
+                if isinstance(stretch, ScanError):
+                    self._unusable(str(stretch))
+                    return
+                decided, unreadable = await self._plan(
+                    [], stretch, {}, [], 0, len(stretch), nothing
+                )
+                clean = clean and not unreadable
+                changed = changed or bool(decided.actions)
+                try:
+                    await executor.run(self.target(), decided.actions)
+                except (AuthError, StateError) as exc:
+                    # Raised after the task group, so callers get the error itself.
+                    stopped.append(exc)
+                    tg.cancel_scope.cancel()
+                    break
+                needs_listing = needs_listing or executor.needs_listing
+        if stopped:
+            raise stopped[0]
+        for skip in walk.skipped:
+            (self.summary.failed if skip.failed else self.summary.skipped).append(skip)
+            log.warning("file_skipped", path=skip.path, reason=skip.reason, failed=skip.failed)
+        self.state.clear_refusal(self.folder_id)
+        await self._finish(
+            failed_before, trusted=clean and not needs_listing, changed=changed, kept=0
+        )
+
+    async def _finish(
+        self, failed_before: int, *, trusted: bool, changed: bool, kept: int, partial: bool = False
+    ) -> None:
+        """Settle the uploads of unknown outcome, then bookmark the DAM side: its count,
+        read again unless nothing changed it, or no bookmark at all when the next run must
+        list the DAM in full."""
+        target = self.target()
+        # A one-shot run waits for lagging listings to show what uploads of unknown outcome
+        # left; a daemon batch leaves that to its next reconcile.
         await self.sweep(wait=not partial)
         failed_now = [f.path for f in self.summary.failed[failed_before:]]
         if not partial:
             self.state.keep_parked_only(target.folder_id, failed_now)
         count = None
-        trusted = clean and not failed_now and not decided.refused and not executor.needs_listing
-        if trusted and not decided.actions:
-            count = self.seen_count  # nothing changed it since it was read
+        trusted = trusted and not failed_now
+        if trusted and not changed:
+            count = self.survey.seen_count  # nothing changed it since it was read
         elif trusted:
             try:
                 count = await self.dam.count(self.folder.remote)
@@ -375,21 +362,9 @@ class FolderRun:
             # again) instead of trusting the count.
             self.state.set_bookmark(target.folder_id, None, None, reconciled=not partial)
             return
-        kept = decided.unknown_kept if remote is not None else self.bookmark.unknown_kept
         self.state.set_bookmark(
             target.folder_id, self.dam.bookmark(), count, unknown_kept=kept, reconciled=not partial
         )
-
-
-def _before(stamp: str | None) -> str | None:
-    """A bookmark moved back one second: some DAMs compare `updated_after` in whole
-    seconds and would miss a change made in the bookmark's own second (docs/dam-api.md
-    §12.21). Changes syncd made itself in that second come back too and are recognised
-    by uuid. (A change someone else makes while a run is under way, or that a lagging
-    listing does not show yet when the run ends, is the window README describes: the
-    count catches adds and deletes, `--verify` catches edits.)"""
-    when = parse_time(stamp)
-    return stamp if when is None else iso(when - _UPDATED_AFTER_SLACK)
 
 
 def _is_empty(root: Path) -> bool:

@@ -14,16 +14,17 @@ Two modes:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from syncd.engine.match import RemoteView, fits
 from syncd.engine.plan_full import DeletePolicy, FolderPlan, by_hash, in_sync, plan_full, row_of
-from syncd.model import Action, Known, LocalFile, Op, RemoteFile
+from syncd.model import Action, Known, LocalFile, Op, RemoteFile, StatRow
 
 __all__ = [
     "DeletePolicy",
     "FolderPlan",
+    "StatDiff",
     "foreign_change",
     "full_listing_reason",
     "needs_hash",
@@ -33,31 +34,42 @@ __all__ = [
 ]
 
 
-def stat_changes(
-    local: Mapping[str, LocalFile], stats: Iterable[tuple[str, int, int, int]]
-) -> tuple[list[str], list[str], int]:
-    """Compare the scan with the state's `(path, size, mtime_ns, inode)` rows.
+@dataclass(slots=True)
+class StatDiff:
+    """A sorted walk compared with the state's rows: the local files that are new or whose
+    stat moved, the state's paths that are gone locally, and how many files each side has."""
 
-    Returns the local paths whose stat differs or that are new, the state's paths that
-    are gone locally, and how many files the state knows. A re-run with nothing changed
-    is decided here alone, without building a `Known` per file: everything else then only
-    looks at the paths this returns.
+    changed: dict[str, LocalFile] = field(default_factory=dict)
+    gone: list[str] = field(default_factory=list)
+    local: int = 0
+    synced: int = 0
+
+
+def stat_changes(
+    segments: Iterable[tuple[str | None, list[StatRow]]],
+    rows_until: Callable[[str | None], list[StatRow]],
+) -> StatDiff:
+    """Compare a sorted walk, stretch by stretch, with the state's rows of the same
+    stretch (`rows_until(end)`: the next rows whose path sorts before `end`).
+
+    A stretch with nothing changed is one list comparison, so a re-run with nothing
+    changed is decided here without building an object per file or holding the tree:
+    everything else then only looks at the paths this returns.
     """
-    unseen = dict.fromkeys(local)
-    changed: list[str] = []
-    gone: list[str] = []
-    synced = 0
-    for path, size, mtime_ns, inode in stats:
-        synced += 1
-        f = local.get(path)
-        if f is None:
-            gone.append(path)
+    diff = StatDiff()
+    changed, gone = diff.changed, diff.gone
+    for end, files in segments:
+        rows = rows_until(end)
+        diff.local += len(files)
+        diff.synced += len(rows)
+        if files == rows:
             continue
-        del unseen[path]
-        if f.mtime_ns != mtime_ns or f.size != size or f.inode != inode:
-            changed.append(path)
-    changed.extend(unseen)
-    return changed, gone, synced
+        old = {row[0]: row for row in rows}
+        for f in files:
+            if old.pop(f[0], None) != f:
+                changed[f[0]] = LocalFile(*f)
+        gone.extend(old)
+    return diff
 
 
 def full_listing_reason(

@@ -37,7 +37,7 @@ class SyncdFilter(BaseFilter):
         ConfigError: an exclude pattern is invalid.
     """
 
-    __slots__ = ("_builtin", "_prefixes", "_quick", "_spec", "exclude", "root")
+    __slots__ = ("_builtin", "_builtin_name", "_prefixes", "_quick", "_spec", "exclude", "root")
 
     ignore_dirs: Sequence[str] = (
         # version control and tool metadata
@@ -104,9 +104,9 @@ class SyncdFilter(BaseFilter):
         # One alternation, one fullmatch per entry: the scan calls this 100,000 times.
         names = [re.escape(d) for d in self.ignore_dirs]
         alternation = "|".join(f"(?:{p})" for p in [*names, *self.ignore_entity_patterns])
-        self._builtin: Callable[[str, int], re.Match[str] | None] = re.compile(
-            alternation, re.DOTALL
-        ).fullmatch
+        builtin = re.compile(alternation, re.DOTALL)
+        self._builtin: Callable[[str, int], re.Match[str] | None] = builtin.fullmatch
+        self._builtin_name: Callable[[str], re.Match[str] | None] = builtin.fullmatch
         self._spec = _compile_excludes(self.exclude)
         self._quick = _quick_reject(self._spec)
         # watchfiles reports paths under the root as it was given; accept the resolved form too
@@ -127,6 +127,16 @@ class SyncdFilter(BaseFilter):
         """
         if self._builtin(rel, rel.rfind("/") + 1) is not None:
             return True
+        return self._quick is not None and self.excluded(rel, is_dir)
+
+    def entry_tests(self) -> tuple[Callable[[str], object], Callable[[str, bool], bool] | None]:
+        """`ignored` in the two parts a walk can call directly, one entry of a directory at
+        a time: the built-in rules, which look at the bare name (a match object when it is
+        ignored), and the excludes, which look at the path (None when none can match)."""
+        return self._builtin_name, (self.excluded if self._quick is not None else None)
+
+    def excluded(self, rel: str, is_dir: bool) -> bool:
+        """Whether the user's `exclude` patterns ignore this entry itself."""
         if self._quick is None:
             return False
         path = rel + "/" if is_dir else rel

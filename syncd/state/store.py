@@ -25,6 +25,7 @@ from syncd.errors import StateError
 from syncd.model import Known
 from syncd.state.lock import private_dir
 from syncd.state.records import RetryRecords
+from syncd.state.rows import StatRows
 from syncd.state.schema import SCHEMA, SCHEMA_VERSION, migrate
 
 __all__ = ["FolderBookmark", "State"]
@@ -175,15 +176,12 @@ class State(RetryRecords):
         )
         return {row[0]: _known(row) for row in rows}
 
-    def stats(self, folder_id: int | None) -> Iterator[tuple[str, int, int, int]]:
-        """`(path, size, mtime_ns, inode)` of every synced file of a folder, streamed from
-        the database: all a re-run needs to find what changed, without holding a second
-        copy of the tree in memory."""
-        if folder_id is None:
-            return iter(())
-        return self._conn.execute(
-            "SELECT path, size, mtime_ns, inode FROM files WHERE folder_id = ?", (folder_id,)
-        )
+    def stat_rows(self, folder_id: int) -> StatRows:
+        """`(path, size, mtime_ns, inode)` of every synced file of a folder in path order,
+        on a connection of their own: all a re-run needs to find what changed, read a
+        stretch at a time beside a sorted walk (`syncd.local.scan.SortedWalk`). Close it."""
+        self.flush()
+        return StatRows.open(self.path, self._conn, folder_id)
 
     def known_under(self, folder_id: int | None, directory: str) -> dict[str, Known]:
         """The state rows of every file below `directory` (a root-relative path)."""

@@ -245,25 +245,56 @@ def test_needs_hash(local, known, remote, expected):
     assert needs_hash(local, known, matched) == expected
 
 
+def _rows_until(rows):
+    """`StatRows.until` over a sorted list, recording each call's `end`."""
+    at = [0]
+
+    def until(end):
+        stop = at[0]
+        while stop < len(rows) and (end is None or rows[stop][0] < end):
+            stop += 1
+        taken, at[0] = rows[at[0] : stop], stop
+        return taken
+
+    return until
+
+
 def test_stat_changes_finds_changed_new_and_gone():
-    local = {
-        "same": lf("same", 10, 1, 1),
-        "touched": lf("touched", 10, 2, 1),
-        "resized": lf("resized", 11, 1, 1),
-        "replaced": lf("replaced", 10, 1, 9),
-        "new": lf("new"),
-    }
-    rows = [
-        ("same", 10, 1, 1),
-        ("touched", 10, 1, 1),
-        ("resized", 10, 1, 1),
-        ("replaced", 10, 1, 1),
-        ("gone", 10, 1, 1),
+    # The walk's stretches: the root's files before d/, d/'s, and the rest. e/ has
+    # vanished, so its rows fall into the last stretch and are found gone there.
+    segments = [
+        ("d/", [("a", 10, 1, 1), ("c", 10, 2, 1)]),
+        ("d0", [("d/same", 10, 1, 1)]),
+        (None, [("new", 10, 1, 1), ("replaced", 10, 1, 9), ("resized", 11, 1, 1), ("z", 10, 1, 1)]),
     ]
-    changed, gone, synced = stat_changes(local, iter(rows))
-    assert sorted(changed) == ["new", "replaced", "resized", "touched"]
-    assert gone == ["gone"]
-    assert synced == 5
+    rows = [
+        ("a", 10, 1, 1),
+        ("c", 10, 1, 1),
+        ("d/same", 10, 1, 1),
+        ("e/gone", 10, 1, 1),
+        ("e/gone2", 10, 1, 1),
+        ("replaced", 10, 1, 1),
+        ("resized", 10, 1, 1),
+        ("z", 10, 1, 1),
+    ]
+    diff = stat_changes(segments, _rows_until(rows))
+    assert sorted(diff.changed) == ["c", "new", "replaced", "resized"]
+    assert diff.changed["c"] == lf("c", 10, 2, 1)
+    assert diff.gone == ["e/gone", "e/gone2"]
+    assert (diff.local, diff.synced) == (7, 8)
+
+
+def test_stat_changes_of_an_unchanged_tree_builds_nothing():
+    rows = [(f"d{i // 10}/f{i}", 1, 2, i) for i in range(100)]
+    rows.sort()
+    segments: list[tuple[str | None, list[tuple[str, int, int, int]]]] = []
+    for d in sorted({r[0].split("/")[0] for r in rows}):
+        segments += [(f"{d}/", []), (f"{d}0", [r for r in rows if r[0].startswith(f"{d}/")])]
+    segments.append((None, []))
+    diff = stat_changes(segments, _rows_until(rows))
+    assert diff.changed == {}
+    assert diff.gone == []
+    assert (diff.local, diff.synced) == (100, 100)
 
 
 def test_partial_inputs_use_the_folder_totals():

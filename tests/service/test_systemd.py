@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from syncd.config.schema import load_config
 from syncd.engine.upload import Uploader
 from syncd.errors import AuthError, most_telling
-from syncd.local.scan import _Walk
+from syncd.local.walk import Walker
 from syncd.service.systemd import Liveness, Notifier, status_line, supervise, watchdog_interval
 from tests.conftest import KEY, write
 from tests.harness import (
@@ -313,13 +313,13 @@ async def test_a_long_walk_is_progress_too(tmp_path, emulator, dam, short_dir, m
         with anyio.fail_after(30):
             async with daemon_in_process(cfg, listener, stall_s=0.5) as daemon:
                 await daemon.ready.wait()
-                list_dir = _Walk.list_dir
+                entries = Walker.entries
 
                 def slow(self: Any, *args: Any) -> None:
                     time.sleep(0.15)  # an NFS server taking its time, in the scan's thread
-                    list_dir(self, *args)
+                    entries(self, *args)
 
-                monkeypatch.setattr(_Walk, "list_dir", slow)
+                monkeypatch.setattr(Walker, "entries", slow)
                 with capture_logs() as logs:
                     daemon.request_reconcile()  # a 1.6 s walk, no request during it
                     while not any(e["event"] == "reconcile_done" for e in logs):
