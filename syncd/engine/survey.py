@@ -91,7 +91,10 @@ class Survey:
                     stop.set()  # the walk is moot: the DAM is listed in full instead
                 return reason
 
-            compared = await self._alongside(partial(self._compare, rows, stop), check, stop)
+            try:
+                compared = await self._alongside(partial(self._compare, rows, stop), check, stop)
+            finally:
+                rows.close()  # also when the walk never started (the DAM failed first)
             if compared is None:
                 return None
             diff, reason = compared
@@ -173,10 +176,7 @@ class Survey:
                     raise _Stopped("the DAM is listed in full instead")
                 yield segment
 
-        try:
-            return stat_changes(segments(), rows.until), walk.skipped
-        finally:
-            rows.close()
+        return stat_changes(segments(), rows.until), walk.skipped
 
     def _stale_reason(self) -> str | None:
         """Why the state cannot be trusted even before asking the DAM, or None."""
