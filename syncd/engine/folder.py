@@ -324,9 +324,7 @@ class FolderRun:
                 needs_listing = needs_listing or executor.needs_listing
         if stopped:
             raise stopped[0]
-        for skip in walk.skipped:
-            (self.summary.failed if skip.failed else self.summary.skipped).append(skip)
-            log.warning("file_skipped", path=skip.path, reason=skip.reason, failed=skip.failed)
+        self.summary.add_skips(walk.skipped)
         self.state.clear_refusal(self.folder_id)
         await self._finish(
             failed_before, trusted=clean and not needs_listing, changed=changed, kept=0

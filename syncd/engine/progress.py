@@ -7,10 +7,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import structlog
+
 from syncd.model import Skip
 from syncd.redact import escape, scrub
 
 __all__ = ["NullProgress", "Progress", "Summary", "human_bytes"]
+
+log = structlog.get_logger(__name__)
 
 
 def human_bytes(n: float) -> str:
@@ -65,6 +69,14 @@ class Summary:
         self.bytes += part.bytes
         self.failed.extend(part.failed)
         self.refused.extend(part.refused)
+
+    def add_skips(self, skips: list[Skip]) -> None:
+        """Count and log a walk's skips. Unreadable directories are failures (their files
+        are not mirrored); links out of the folder, special files and undecodable names are
+        skips."""
+        for skip in skips:
+            (self.failed if skip.failed else self.skipped).append(skip)
+            log.warning("file_skipped", path=skip.path, reason=skip.reason, failed=skip.failed)
 
     def as_dict(self) -> dict[str, Any]:
         """The figures as one flat record for the `sync_summary` event."""

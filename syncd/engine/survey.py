@@ -114,11 +114,7 @@ class Survey:
             scanned, listing = listed
             assert scanned is not None
             surveyed = Surveyed(scanned.skipped, scanned=scanned.files, listing=listing)
-        for skip in surveyed.skipped:
-            # Unreadable directories count as failures (their files are not mirrored);
-            # links out of the folder, special files and undecodable names are skips.
-            (self.summary.failed if skip.failed else self.summary.skipped).append(skip)
-            log.warning("file_skipped", path=skip.path, reason=skip.reason, failed=skip.failed)
+        self.summary.add_skips(surveyed.skipped)
         return surveyed
 
     async def _alongside(
