@@ -9,8 +9,17 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["escape", "mask", "redact", "scrub", "secrets_registered"]
+__all__ = [
+    "escape",
+    "mask",
+    "redact",
+    "scrub",
+    "secrets_registered",
+    "url_password",
+    "without_password",
+]
 
 _secrets: set[str] = set()
 # A run of this many characters of a secret is masked wherever it stands: short enough to
@@ -31,6 +40,27 @@ def scrub(text: str) -> str:
     masked = mask(text)
     assert isinstance(masked, str)
     return masked
+
+
+def url_password(url: str) -> str | None:
+    """The password in `url`'s user info (`redis://:pw@host`), or None."""
+    try:
+        return urlsplit(url).password or None
+    except ValueError:
+        return None
+
+
+def without_password(url: str) -> str:
+    """`url` with the password in its user info shown as `***` (all of the user info when
+    it has no `:`, as some write the password alone there), for messages and status."""
+    scheme, sep, tail = url.partition("://")
+    netloc, slash, rest = tail.partition("/")
+    if not sep or "@" not in netloc:
+        return url
+    userinfo, _, host = netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    shown = f"{user}:***" if colon else "***"
+    return f"{scheme}://{shown}@{host}{slash}{rest}"
 
 
 def escape(text: str) -> str:

@@ -123,6 +123,7 @@ def write_config(
     state: Path | None = None,
     dam: dict[str, Any] | None = None,
     sync: dict[str, Any] | None = None,
+    fleet: dict[str, Any] | None = None,
 ) -> Path:
     """Write a syncd config pointing at the emulator."""
     lines = ["[dam]", f'token = "{TOKEN}"', f'base_url = "{emu.url}"']
@@ -132,6 +133,8 @@ def write_config(
     lines += ["", "[state]", f"path = {toml_value(str(state or path.parent / 'state.db'))}"]
     if sync:
         lines += ["", "[sync]"] + [f"{k} = {toml_value(v)}" for k, v in sync.items()]
+    if fleet:
+        lines += ["", "[fleet]"] + [f"{k} = {toml_value(v)}" for k, v in fleet.items()]
     for folder in folders:
         lines += ["", "[[folders]]"] + [f"{k} = {toml_value(v)}" for k, v in folder.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -19,7 +19,7 @@ SYNCD = Path(__file__).resolve().parents[1] / "syncd"
 TIERS: list[set[str]] = [
     {"errors", "model", "redact", "__init__"},
     {"config"},
-    {"state", "local"},
+    {"state", "local", "fleet"},
     {"dam"},
     {"engine", "probe"},
     {"service"},

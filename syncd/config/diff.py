@@ -38,7 +38,7 @@ class ReloadPlan:
     rewatch: tuple[FolderConfig, ...]  # changed folders whose watcher must restart
     new_client: bool  # [dam] changed: a new HTTP client (and session) is needed
     new_pacer: bool  # a pacing setting changed: the pacer is rebuilt too
-    dam_keys: tuple[str, ...]  # the [dam] keys that changed, for the log
+    dam_keys: tuple[str, ...]  # the [dam] keys that changed ("fleet": [fleet]), for the log
 
     @property
     def folders_changed(self) -> bool:
@@ -76,12 +76,14 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
         != (f.exclude, f.force_polling)
     )
     dam_keys = _changed_keys(old.dam, new.dam)
+    if old.fleet != new.fleet:  # the pacer holds the fleet's Redis client
+        dam_keys += ("fleet",)
     return ReloadPlan(
         added=tuple(f for k, f in after.items() if k not in before),
         removed=tuple(f for k, f in before.items() if k not in after),
         changed=changed,
         rewatch=rewatch,
         new_client=bool(dam_keys),
-        new_pacer=bool(_PACING.intersection(dam_keys)),
+        new_pacer=bool(_PACING.intersection(dam_keys)) or "fleet" in dam_keys,
         dam_keys=dam_keys,
     )

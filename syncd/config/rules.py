@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 import pathspec
 
+from syncd.redact import without_password
+
 __all__ = [
     "COUNT",
     "KINDS",
@@ -42,6 +44,7 @@ __all__ = [
     "local_root",
     "path",
     "patterns",
+    "redis_url",
     "remote",
     "rule",
     "show",
@@ -156,6 +159,24 @@ def base_url(value: str, _: Path) -> str:
         # The API key travels in a header: plain HTTP is only for a DAM on this machine.
         raise Invalid(f"{show(value)} is plain http; use https (http only for loopback)")
     return value.rstrip("/")
+
+
+def redis_url(value: str, _: Path) -> str:
+    """A `redis://` or `rediss://` (TLS) URL with a host, or `unix://` with a socket path;
+    shown in messages with its password masked."""
+    shown = show(without_password(value))
+    fix = "use one like redis://host:6379/0, rediss://host:6380/0 or unix:///run/redis.sock"
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018  # raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        raise Invalid(f"{shown} is not a Redis URL; {fix}") from None
+    if url.scheme in ("redis", "rediss"):
+        if not url.hostname or url.fragment or not re.fullmatch(r"(/\d*)?", url.path):
+            raise Invalid(f"{shown} is not a Redis URL (host, then /db); {fix}")
+    elif url.scheme != "unix" or not url.path:
+        raise Invalid(f"{shown} is not a Redis URL; {fix}")
+    return value
 
 
 def path(value: str, base: Path) -> Path:

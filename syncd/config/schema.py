@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from syncd.config.rules import (
     local_root,
     path,
     patterns,
+    redis_url,
     remote,
     rule,
     show,
@@ -43,6 +45,7 @@ from syncd.errors import ConfigError
 __all__ = [
     "Config",
     "DamConfig",
+    "FleetConfig",
     "FolderConfig",
     "MetricsConfig",
     "StateConfig",
@@ -120,6 +123,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """The Redis through which several syncd hosts share one project's quota ([fleet])."""
+
+    # None: no fleet, this host paces itself. May hold a password: never shown whole.
+    redis_url: str | None = field(default=None, repr=False)
+    key_prefix: str = ""  # "": the project token, so hosts of one project meet by default
+    ca_bundle: Path | None = None  # extra CA certificates for rediss://
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration; `source` is the file, as given."""
 
@@ -129,6 +142,7 @@ class Config:
     folders: tuple[FolderConfig, ...]  # in file order, never empty
     sync: SyncConfig = field(default_factory=SyncConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
 
 # The schema: adding a key is one line here plus a field on the dataclass. Defaults are in
@@ -178,11 +192,25 @@ _FOLDER: Final = {
     "force_polling": Key("boolean", None),  # None: [sync]
 }
 _METRICS: Final = {"listen": Key("string", None, host_port)}  # None: no metrics endpoint
+_FLEET: Final = {
+    "redis_url": Key("string", None, redis_url),  # None: no fleet
+    "key_prefix": Key(
+        "string",
+        "",
+        rule(
+            lambda v: re.fullmatch(r"[\x21-\x7e]{0,100}", v),
+            "up to 100 printable ASCII characters without spaces",
+            "is not a usable key prefix",
+        ),
+    ),
+    "ca_bundle": Key("string", None, ca_bundle),
+}
 _SECTIONS: Final = {
     "dam": _DAM,
     "state": _STATE,
     "sync": _SYNC,
     "metrics": _METRICS,
+    "fleet": _FLEET,
     "folders": _FOLDER,
 }
 _HEADERS: Final = {
@@ -190,6 +218,7 @@ _HEADERS: Final = {
     "state": "[state]",
     "sync": "[sync]",
     "metrics": "[metrics]",
+    "fleet": "[fleet]",
     "folders": "[[folders]]",
 }
 # Where people paste an API key inline; refused with a pointer to where it belongs.
@@ -318,6 +347,12 @@ def config_from_dict(
         state_path = _section(data.get("state", {}), "state", "state", base)["path"]
         sync = _section(data.get("sync", {}), "sync", "sync", base)
         metrics = MetricsConfig(**_section(data.get("metrics", {}), "metrics", "metrics", base))
+        fleet = FleetConfig(**_section(data.get("fleet", {}), "fleet", "fleet", base))
+        if fleet.redis_url is None and (fleet.key_prefix or fleet.ca_bundle):
+            name = "key_prefix" if fleet.key_prefix else "ca_bundle"
+            raise Invalid(
+                "has no effect without fleet.redis_url; add it, or remove this", f"fleet.{name}"
+            )
         folders = _folders(data.get("folders"), sync, base)
         _check_overlaps(folders)
     except Invalid as exc:  # a value may hold a newline; the message must stay one line
@@ -330,7 +365,13 @@ def config_from_dict(
         shutdown_grace_s=sync["shutdown_grace_s"],
     )
     return Config(
-        source=source, dam=dam, state=state, folders=folders, sync=daemon, metrics=metrics
+        source=source,
+        dam=dam,
+        state=state,
+        folders=folders,
+        sync=daemon,
+        metrics=metrics,
+        fleet=fleet,
     )
 
 

@@ -363,6 +363,7 @@ class Daemon:
             last_sync=self._last_sync,
             failures=self.failures,
             state=state,
+            fleet=self.pacer.statistics() if self.pacer and self.pacer.fleet else None,
         )
 
     async def _supervise(self) -> None:

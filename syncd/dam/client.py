@@ -152,6 +152,8 @@ class DamClient(AssetOps):
             # "Graceful Shutdown"); otherwise ResourceWarnings surface.
             await asyncio.sleep(0)
             self._session = None
+        # The fleet's Redis connections; a pacer kept by a reload reconnects on first use.
+        await self.pacer.aclose()
 
     # plumbing
 

@@ -1,4 +1,4 @@
-"""The DAM client and pacer of a process, built from the [dam] settings, and the check
+"""The DAM client and pacer of a process, built from the [dam] and [fleet] settings, and the check
 that the key and project token are accepted before any work starts."""
 
 from __future__ import annotations
@@ -8,14 +8,16 @@ from syncd.dam.client import DamClient
 from syncd.dam.limits import Backoff
 from syncd.dam.pacer import Pacer
 from syncd.errors import ConfigError
+from syncd.fleet.quota import FleetQuota
 
 __all__ = ["check_access", "make_dam", "make_pacer"]
 
 
 def make_pacer(config: Config) -> Pacer:
-    """The one pacer of a process, from the [dam] settings."""
+    """The one pacer of a process, from the [dam] settings, sharing the fleet's quota
+    when [fleet] names a Redis."""
     dc = config.dam
-    return Pacer(
+    pacer = Pacer(
         dc.workers,
         minimum=dc.min_workers,
         backoff=Backoff(
@@ -23,6 +25,14 @@ def make_pacer(config: Config) -> Pacer:
         ),
         max_requests_per_second=dc.max_requests_per_second or None,
     )
+    if config.fleet.redis_url is not None:
+        pacer.fleet = FleetQuota(
+            config.fleet.redis_url,
+            config.fleet.key_prefix or dc.token,
+            pacer.learned,
+            ca_bundle=config.fleet.ca_bundle,
+        )
+    return pacer
 
 
 def make_dam(config: Config, key: str, pacer: Pacer) -> DamClient:

@@ -14,6 +14,10 @@ It owns these things:
   optional hard cap comes from the config;
 * **pauses**: on a rate-limit signal *every* worker waits, for `Retry-After` when the DAM
   sent one, otherwise for an exponential backoff with full jitter;
+* **the fleet** (`[fleet] redis_url`): the rate, the pauses and the hard cap are then
+  the fleet's, kept in Redis (`syncd.fleet`), so hosts that share a project's quota
+  share its pushback too; concurrency stays each host's own. When Redis cannot be
+  reached, the host paces itself as above until it can;
 * **retries**: transient failures are retried with backoff up to a limit, then re-raised
   so the caller can park the job.
 
@@ -28,13 +32,16 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import structlog
 
 from syncd.dam.limits import Backoff, ConcurrencyLimit, LearnedRate
 from syncd.errors import DamTimeout, RateLimited, TransientDamError
+
+if TYPE_CHECKING:
+    from syncd.fleet.quota import FleetQuota
 
 __all__ = ["Pacer"]
 
@@ -57,7 +64,9 @@ class Pacer:
         minimum: the fewest the limit may fall to (`[dam] min_workers`).
         initial: where the limit starts.
         backoff: retry and pause policy.
-        max_requests_per_second: an optional hard cap across all requests.
+        max_requests_per_second: an optional hard cap across all requests (across the
+            fleet's, with `fleet`).
+        fleet: the fleet's shared bucket, pause and rate in Redis; None: this host alone.
         clock: monotonic seconds; `sleep`: async sleep; `rng`: jitter source.
     """
 
@@ -69,11 +78,13 @@ class Pacer:
         initial: int = 16,
         backoff: Backoff | None = None,
         max_requests_per_second: float | None = None,
+        fleet: FleetQuota | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rng: random.Random | None = None,
     ) -> None:
         self.backoff = backoff or Backoff()
+        self.fleet = fleet
         self.limit = ConcurrencyLimit(maximum=concurrency, minimum=minimum, initial=initial)
         self.learned = LearnedRate()
         self._cap_interval = 1.0 / max_requests_per_second if max_requests_per_second else 0.0
@@ -114,27 +125,46 @@ class Pacer:
             if self._in_flight >= self.limit.allowed:
                 await self._wait_for_slot()
                 continue
-            if self._interval:
-                start = max(now, self._next_start)
-                self._next_start = start + self._interval
-                # Lateness under a millisecond is not worth a trip through the loop.
-                if start > now + 0.001:
-                    # The slot is claimed before sleeping so other workers queue behind it.
-                    epoch = self._epoch
-                    self._in_flight += 1
-                    try:
-                        await self._sleep(start - now)
-                    finally:
-                        self._in_flight -= 1
-                    if epoch != self._epoch:
-                        continue  # the DAM pushed back meanwhile: queue at the new rate
-            break
-        self._in_flight += 1
+            # The slot is claimed before any wait for a turn, so other requests queue
+            # behind it.
+            self._in_flight += 1
+            try:
+                requeue = await self._take_turn(now)
+            except BaseException:
+                self._in_flight -= 1
+                self._wake()
+                raise
+            if not requeue:
+                break
+            self._in_flight -= 1
         try:
             yield self.limit.generation
         finally:
             self._in_flight -= 1
             self._wake()
+
+    async def _take_turn(self, now: float) -> bool:
+        """Wait for this request's turn at the rate: the fleet's, when Redis answers,
+        else this host's own spacing. True: the DAM pushed back meanwhile, queue again."""
+        if self.fleet is not None:
+            wait = await self.fleet.reserve(
+                1.0 / self._cap_interval if self._cap_interval else None
+            )
+            if wait is not None:
+                if wait > 0.001:
+                    await self._sleep(wait)
+                return False
+            now = self._clock()
+        if not self._interval:
+            return False
+        start = max(now, self._next_start)
+        self._next_start = start + self._interval
+        # Lateness under a millisecond is not worth a trip through the loop.
+        if start <= now + 0.001:
+            return False
+        epoch = self._epoch
+        await self._sleep(start - now)
+        return epoch != self._epoch  # requests spaced for the old rate queue at the new one
 
     async def call(
         self,
@@ -164,15 +194,16 @@ class Pacer:
         """
         attempt = 0
         while True:
-            own_wait = 0.0
+            own_wait, pause = 0.0, 0.0
             async with self.slot() as generation:
                 epoch = self._epoch
+                fleet_epoch = self.fleet.epoch if self.fleet is not None else ""
                 started = self._clock()
                 try:
                     result = await fn()
                 except RateLimited as exc:
                     self.heartbeat()
-                    own_wait = self._on_rate_limited(exc, generation, epoch, what)
+                    own_wait, pause = self._on_rate_limited(exc, generation, epoch, what)
                     error: TransientDamError = exc
                 except TransientDamError as exc:
                     self.heartbeat()
@@ -184,6 +215,10 @@ class Pacer:
                         self.heartbeat()
                     self._on_success(self._clock() - started if timed else None)
                     return result
+            if self.fleet is not None and isinstance(error, RateLimited):
+                quota = error.status == 429 or error.retry_after is not None
+                if quota or pause:
+                    await self.fleet.limited(fleet_epoch, pause)
             attempt += 1
             if attempt >= self.backoff.max_attempts:
                 raise error
@@ -206,14 +241,22 @@ class Pacer:
                 if found is not None:
                     return found
 
-    def statistics(self) -> dict[str, float]:
+    def statistics(self) -> dict[str, Any]:
         """A snapshot for logs and status lines."""
-        return {
+        stats: dict[str, Any] = {
             "concurrency": self.limit.allowed,
             "in_flight": self._in_flight,
             "rate_limited": self.rate_limited,
             "waits": self.waits,
         }
+        if self.fleet is not None:
+            stats.update(self.fleet.statistics())
+        return stats
+
+    async def aclose(self) -> None:
+        """Let go of what the pacer holds outside the process (the fleet's Redis)."""
+        if self.fleet is not None:
+            await self.fleet.aclose()
 
     def _on_success(self, rtt: float | None) -> None:
         self._limited_streak = 0
@@ -248,9 +291,12 @@ class Pacer:
         else:
             log.debug("concurrency_changed", **fields)
 
-    def _on_rate_limited(self, exc: RateLimited, generation: int, epoch: int, what: str) -> float:
+    def _on_rate_limited(
+        self, exc: RateLimited, generation: int, epoch: int, what: str
+    ) -> tuple[float, float]:
         """Learn from a rate-limit signal; returns how long this request alone waits before
-        its retry (0 when a pause of every request covers it)."""
+        its retry (0 when a pause of every request covers it), and how long every request
+        pauses (0: none)."""
         self.rate_limited += 1
         now = self._clock()
         retry_after = exc.retry_after
@@ -265,6 +311,10 @@ class Pacer:
             rate = self.learned.limited(now, fresh=epoch == self._epoch)
             if rate is not None:
                 self._set_rate(rate, now)
+        if self.fleet is not None and self.fleet.reachable:
+            # The fleet's rate spaces this host's requests; this host's own counts only
+            # its share of them.
+            rate = self.fleet.rate
         own_wait, wait = 0.0, None
         if (
             quota
@@ -297,7 +347,7 @@ class Pacer:
                 retry_after=retry_after is not None,
                 request=what,
             )
-        return own_wait
+        return own_wait, wait or 0.0
 
     def _set_rate(self, rate: float, now: float) -> None:
         interval = max(self._cap_interval, 1.0 / rate)

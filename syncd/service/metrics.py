@@ -57,6 +57,18 @@ class _PacerCollector(Collector):
         yield GaugeMetricFamily(
             "syncd_pacer_concurrency", "Requests the pacer allows at once now", stats["concurrency"]
         )
+        if "fleet_reachable" in stats:  # [fleet] is set
+            yield GaugeMetricFamily(
+                "syncd_fleet_reachable",
+                "1 while the fleet's Redis answers (shared pacing), 0 while this host paces alone",
+                float(stats["fleet_reachable"]),
+            )
+            rate = stats["fleet_rate_per_s"]
+            yield GaugeMetricFamily(
+                "syncd_fleet_rate",
+                "The request rate the fleet learned from the DAM's 429s (NaN: none seen)",
+                float("nan") if rate is None else rate,
+            )
 
 
 class Metrics:

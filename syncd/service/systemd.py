@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import structlog
@@ -151,12 +152,22 @@ def status_line(
     last_sync: float | None,
     failures: int,
     state: str = "watching",
+    fleet: Mapping[str, Any] | None = None,
 ) -> str:
-    """The `STATUS=` text: what `systemctl status syncd` shows under "Status:"."""
+    """The `STATUS=` text: what `systemctl status syncd` shows under "Status:". `fleet`:
+    the pacer's fleet figures, when `[fleet]` is set."""
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last_sync)) if last_sync else "never"
     work = f"{queued} queued" + (f", {in_flight} uploading" if in_flight else "")
     plural = "" if folders == 1 else "s"
-    return f"{state} {folders} folder{plural}; {work}; last sync {when}; {failures} failed"
+    line = f"{state} {folders} folder{plural}; {work}; last sync {when}; {failures} failed"
+    if fleet is not None:
+        if not fleet["fleet_reachable"]:
+            line += "; fleet: Redis unreachable, pacing alone"
+        elif (rate := fleet["fleet_rate_per_s"]) is not None:
+            line += f"; fleet: shared, {rate:g} requests/s"
+        else:
+            line += "; fleet: shared, no rate limit seen"
+    return line
 
 
 async def supervise(

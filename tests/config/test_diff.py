@@ -76,3 +76,16 @@ def test_a_new_state_path_is_refused(tmp_path):
     folders = [{"local": "a", "remote": "/a"}]
     with pytest.raises(ConfigError, match=r"state\.path: changed from .* restart syncd"):
         plan_reload(make(tmp_path, folders), make(tmp_path, folders, state="other.db"))
+
+
+def test_adding_changing_or_removing_the_fleet_rebuilds_the_pacer(tmp_path):
+    folders = [{"local": "a", "remote": "/a"}]
+    alone = make(tmp_path, folders)
+    fleet = make(tmp_path, folders, fleet={"redis_url": "redis://10.0.0.5:6379/0"})
+    other = make(tmp_path, folders, fleet={"redis_url": "redis://10.0.0.6:6379/0"})
+    for old, new in ((alone, fleet), (fleet, other), (fleet, alone)):
+        plan = plan_reload(old, new)
+        assert plan.new_client
+        assert plan.new_pacer
+        assert plan.dam_keys == ("fleet",)
+    assert not plan_reload(fleet, fleet).new_pacer

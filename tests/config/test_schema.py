@@ -744,3 +744,49 @@ def test_min_workers_above_workers_names_both_keys(root: Path) -> None:
     data["dam"] = {**data["dam"], "workers": 8, "min_workers": 16}
     with pytest.raises(ConfigError, match=r"dam\.min_workers: 16 is more than dam\.workers \(8\)"):
         build(data, root)
+
+
+def test_fleet_defaults_to_off(root):
+    fleet = build(minimal(), root).fleet
+    assert fleet.redis_url is None
+    assert fleet.key_prefix == ""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://10.0.0.5:6379/0",
+        "rediss://:pw@redis.internal:6380/2",
+        "redis://user:pw@[::1]:6379",
+        "unix:///run/redis/redis.sock",
+    ],
+)
+def test_fleet_redis_urls_accepted(root, url):
+    config = build(with_value(minimal(), "fleet.redis_url", url), root)
+    assert config.fleet.redis_url == url
+    assert url not in repr(config)  # it may hold a password
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://redis:6379", "redis://", "redis://host:99999/0", "redis://host/zero", "unix://"],
+)
+def test_bad_fleet_redis_urls_are_refused_without_showing_the_password(root, url):
+    url = url.replace("://", "://:s3cret-pass@", 1) if url != "unix://" else url
+    message = config_error(with_value(minimal(), "fleet.redis_url", url), root)
+    assert "fleet.redis_url: " in message
+    assert "is not a Redis URL" in message
+    assert "redis://host:6379/0" in message  # the fix shows the form
+    assert "s3cret-pass" not in message
+
+
+def test_fleet_settings_without_a_redis_url_are_refused(root):
+    data = with_value(minimal(), "fleet.key_prefix", "studio")
+    message = config_error(data, root)
+    assert "fleet.key_prefix: has no effect without fleet.redis_url" in message
+
+
+def test_a_fleet_key_prefix_with_spaces_is_refused(root):
+    data = with_value(minimal(), "fleet.redis_url", "redis://r:6379/0")
+    message = config_error(with_value(data, "fleet.key_prefix", "two words"), root)
+    assert 'fleet.key_prefix: "two words" is not a usable key prefix' in message

@@ -12,8 +12,10 @@ import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from syncd.dam.pacer import Pacer
 from syncd.engine.progress import Summary
 from syncd.errors import ConfigError
+from syncd.fleet.quota import FleetQuota
 from syncd.model import Skip
 from syncd.service.metrics import Metrics
 from tests.conftest import write
@@ -111,3 +113,16 @@ def test_a_taken_port_is_a_clear_config_error(tmp_path: Path):
             ConfigError, match=rf"metrics.listen: cannot listen on 127.0.0.1:{port}"
         ):
             Metrics().serve("127.0.0.1", port)
+
+
+def test_fleet_gauges_appear_with_a_fleet(tmp_path: Path):
+    pacer = Pacer(8)
+    metrics = Metrics(lambda: pacer)
+    assert metrics.registry.get_sample_value("syncd_fleet_reachable") is None
+    fleet = FleetQuota("redis://:pw-in-url@127.0.0.1:1/0", "proj", pacer.learned)
+    pacer.fleet = fleet
+    fleet.reachable, fleet.rate = False, None
+    assert metrics.registry.get_sample_value("syncd_fleet_reachable") == 0
+    fleet.reachable, fleet.rate = True, 39.5
+    assert metrics.registry.get_sample_value("syncd_fleet_reachable") == 1
+    assert metrics.registry.get_sample_value("syncd_fleet_rate") == 39.5

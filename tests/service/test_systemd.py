@@ -130,6 +130,19 @@ def test_status_line_names_the_queue_the_last_sync_and_the_failures():
     assert one.startswith("watching 1 folder; 0 queued; last sync 1970-01-0")
 
 
+def test_status_line_says_how_the_fleet_paces():
+    def line(reachable: bool, rate: float | None) -> str:
+        fleet = {"fleet_reachable": reachable, "fleet_rate_per_s": rate}
+        text = status_line(
+            folders=1, queued=0, in_flight=0, last_sync=None, failures=0, fleet=fleet
+        )
+        return text.partition("0 failed")[2]
+
+    assert line(True, 39.5) == "; fleet: shared, 39.5 requests/s"
+    assert line(True, None) == "; fleet: shared, no rate limit seen"
+    assert line(False, 39.5) == "; fleet: Redis unreachable, pacing alone"
+
+
 async def test_supervise_pings_while_alive_and_withholds_while_wedged(short_dir):
     live = Liveness(stall_s=0.2)
     live.beat()

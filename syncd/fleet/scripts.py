@@ -1,0 +1,146 @@
+"""The fleet's shared pacing, as Lua scripts that Redis runs atomically, so no host can
+read the bucket, be overtaken by another, and write back a stale value.
+
+All times are Redis's own (`TIME`), so the hosts' clocks need not agree. The keys, under
+`syncd:{<prefix>}:` (the braces keep them in one Redis Cluster slot):
+
+* `tat`: the bucket's theoretical arrival time (GCRA): the earliest start of the next
+  request at the fleet's interval;
+* `pause`: every host waits until then (a `Retry-After`, or a backoff, seen by any host);
+* `rate`, `rate_t`: the learned rate (requests/s) and when it was last moved, absent until
+  the first rate-limit signal; `epoch`: bumped each time the rate is lowered, so the
+  refusals of requests sent at an older rate do not lower it again (one round, one cut);
+* `n:<slot>`, `r:<slot>`: requests started and refused in each 100 ms slot, kept a few
+  seconds, from which the rate the DAM accepted lately is measured; `first_r`: the
+  first refusal of the current window; `valid_from`: the end of the last pause, before
+  which no refusal starts a measurement (the DAM's bucket filled up during it).
+
+The rules follow `syncd.dam.limits.LearnedRate`, for the whole fleet at once: a first
+refusal sets a rate `under` what the fleet got accepted in the last window; a later fresh
+one lowers it by `step_down` at most, or to what was measured; the rate probes upward by
+`growth` per second while nothing is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["LIMITED", "RESERVE"]
+
+# KEYS[1]: the key prefix. ARGV: cap interval s (0: none), growth per s, longest wait s.
+# Returns {wait s, rate (0: none), epoch, reserved (1) or paused (0)} as strings.
+RESERVE: Final = """
+local p = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local cap, growth, longest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local pause = tonumber(redis.call('GET', p .. 'pause') or '0')
+local epoch = redis.call('GET', p .. 'epoch') or '0'
+if pause > now then
+  return {tostring(math.min(pause - now, longest)), '0', epoch, '0'}
+end
+local rate = tonumber(redis.call('GET', p .. 'rate') or '0')
+if rate > 0 then
+  local since = tonumber(redis.call('GET', p .. 'rate_t') or tostring(now))
+  rate = rate * (1 + growth * math.max(0, math.min(now - since, 60)))
+  redis.call('SET', p .. 'rate', tostring(rate), 'EX', 3600)
+  redis.call('SET', p .. 'rate_t', tostring(now), 'EX', 3600)
+end
+local interval = cap
+if rate > 0 then interval = math.max(interval, 1 / rate) end
+local wait = 0
+if interval > 0 then
+  local tat = tonumber(redis.call('GET', p .. 'tat') or '0')
+  local start = math.max(now, tat)
+  wait = start - now
+  redis.call('SET', p .. 'tat', tostring(start + interval), 'PX', math.ceil((wait + interval) * 1000) + 1000)
+end
+local slot = p .. 'n:' .. math.floor((now + wait) * 10)
+redis.call('INCR', slot)
+redis.call('EXPIRE', slot, 30)
+return {tostring(wait), tostring(rate), epoch, '1'}
+"""
+
+# KEYS[1]: the key prefix. ARGV: the refused request's epoch, pause s (0: none), window s,
+# under, step_down, floor, min_samples, longest pause s, measure_samples, min_span s.
+# Returns {rate (0: none), epoch} as strings.
+LIMITED: Final = """
+local p = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local sent_epoch, pause_s, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local under, step_down, floor = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local min_samples, longest = tonumber(ARGV[7]), tonumber(ARGV[8])
+local measure_samples, min_span = tonumber(ARGV[9]), tonumber(ARGV[10])
+local slot = math.floor(now * 10)
+local function accepted_since(from)
+  local n = 0
+  for s = from, slot do
+    n = n + tonumber(redis.call('GET', p .. 'n:' .. s) or '0')
+    n = n - tonumber(redis.call('GET', p .. 'r:' .. s) or '0')
+  end
+  return n
+end
+-- While the DAM keeps refusing, its bucket is empty at each refusal: what it accepted
+-- between the first refusal of the window and this one is its rate, whatever its burst.
+local exact = nil
+local valid_from = tonumber(redis.call('GET', p .. 'valid_from') or '0')
+local first_r = tonumber(redis.call('GET', p .. 'first_r') or '0')
+if first_r > 0 and now - first_r >= min_span then
+  local n = accepted_since(math.floor(first_r * 10) + 1)
+  if n >= measure_samples then exact = n / (now - math.floor(first_r * 10 + 1) / 10) end
+end
+if first_r == 0 and now >= valid_from then
+  redis.call('SET', p .. 'first_r', tostring(now), 'PX', math.ceil(window * 1000))
+end
+redis.call('INCR', p .. 'r:' .. slot)
+redis.call('EXPIRE', p .. 'r:' .. slot, 30)
+if pause_s > 0 then
+  local until_ = now + math.min(pause_s, longest)
+  local pause = tonumber(redis.call('GET', p .. 'pause') or '0')
+  if until_ > pause then
+    redis.call('SET', p .. 'pause', tostring(until_), 'PX', math.ceil(math.min(pause_s, longest) * 1000) + 1000)
+  end
+  -- Every host waits: the DAM's bucket fills up meanwhile, so measure afresh after.
+  redis.call('DEL', p .. 'first_r')
+  redis.call('SET', p .. 'valid_from', tostring(until_), 'EX', 3600)
+  exact = nil
+end
+local epoch = redis.call('GET', p .. 'epoch') or '0'
+local rate = tonumber(redis.call('GET', p .. 'rate') or '0')
+local before = rate
+if exact ~= nil then
+  rate = math.max(floor, under * exact)
+elseif sent_epoch ~= epoch then
+  -- sent before the rate last went down: not news
+  return {tostring(rate), epoch}
+else
+  local started, refused, first = 0, 0, nil
+  for s = slot - math.floor(window * 10) + 1, slot do
+    local n = tonumber(redis.call('GET', p .. 'n:' .. s) or '0')
+    if n > 0 and first == nil then first = s end
+    started = started + n
+    refused = refused + tonumber(redis.call('GET', p .. 'r:' .. s) or '0')
+  end
+  local accepted = started - refused
+  local measured = nil
+  if first ~= nil and accepted >= min_samples then
+    measured = accepted / math.max(0.1, now - first / 10)
+  end
+  if rate <= 0 then
+    if measured == nil then return {'0', epoch} end
+    rate = math.max(floor, under * measured)
+  else
+    local lower = rate * under
+    if measured ~= nil then lower = math.min(lower, under * measured) end
+    rate = math.max(floor, rate * step_down, lower)
+  end
+end
+if before <= 0 or rate < before then
+  epoch = tostring(tonumber(epoch) + 1)
+  redis.call('SET', p .. 'epoch', epoch, 'EX', 3600)
+end
+redis.call('SET', p .. 'rate', tostring(rate), 'EX', 3600)
+redis.call('SET', p .. 'rate_t', tostring(now), 'EX', 3600)
+return {tostring(rate), epoch}
+"""

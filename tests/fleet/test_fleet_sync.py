@@ -1,0 +1,96 @@
+"""A fleet end to end: real `syncd --initial-sync` processes with `[fleet]`, a real
+redis-server and the emulator rate-limited over real HTTP. Hosts that share the quota
+stay under it together; Redis dying mid-run costs neither the run nor a duplicate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from syncd.emulator import serve
+from tests.conftest import KEY, TOKEN, Run, dam_tree, local_tree, run_syncd, write, write_config
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.e2e
+
+
+def host_config(tmp_path: Path, emu: object, i: int, files: int, fleet: dict[str, str]) -> Path:
+    root = tmp_path / f"host-{i}"
+    for n in range(files):
+        write(root / f"d{n % 3}" / f"f{n:03d}.txt", f"host {i} file {n}\n" * 3)
+    return write_config(
+        tmp_path / f"host-{i}.toml",
+        emu,  # type: ignore[arg-type]
+        [{"local": str(root), "remote": f"/host-{i}"}],
+        state=tmp_path / f"state-{i}.db",
+        fleet=fleet,
+    )
+
+
+async def test_two_hosts_learn_one_rate_together(tmp_path: Path, redis: RedisServer) -> None:
+    async with serve(token=TOKEN, key=KEY, rate_limit=25, rate_burst=5) as emu:
+        configs = [host_config(tmp_path, emu, i, 40, {"redis_url": redis.url}) for i in (1, 2)]
+        runs: list[Run] = []
+
+        async def one(cfg: Path) -> None:
+            runs.append(await run_syncd("--config", cfg, "--initial-sync"))
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                for cfg in configs:
+                    tg.start_soon(one, cfg)
+        for i in (1, 2):
+            assert dam_tree(emu, f"/host-{i}") == local_tree(tmp_path / f"host-{i}")
+    for run in runs:
+        assert run.code == 0, run.stderr[-3000:]
+        assert run.event("fleet_joined")["key_prefix"] == f"syncd:{{{TOKEN}}}:"
+    # One rate for the pair, measured from what the DAM accepted from both: near the
+    # DAM's 25/s, not each host's share of it.
+    learned = float(redis.command("GET", f"syncd:{{{TOKEN}}}:rate"))
+    assert 0.75 * 25 < learned < 1.25 * 25
+
+
+async def test_a_host_that_joins_later_starts_at_the_fleets_rate(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    async with serve(token=TOKEN, key=KEY, rate_limit=25, rate_burst=5) as emu:
+        refused = []
+        for i in (1, 2):
+            cfg = host_config(tmp_path, emu, i, 50, {"redis_url": redis.url})
+            before = emu.stats.rate_limited
+            with anyio.fail_after(60):
+                run = await run_syncd("--config", cfg, "--initial-sync")
+            assert run.code == 0, run.stderr[-3000:]
+            refused.append(emu.stats.rate_limited - before)
+            assert dam_tree(emu, f"/host-{i}") == local_tree(tmp_path / f"host-{i}")
+    # The first host learned the limit the hard way; the second is spaced to it from its
+    # first request instead of bursting into it (a host of its own would).
+    assert refused[0] >= 5, refused
+    assert refused[1] <= 2, refused
+
+
+async def test_redis_dying_mid_run_costs_no_file_and_no_duplicate(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    async with serve(token=TOKEN, key=KEY, rate_limit=40, rate_burst=5) as emu:
+        cfg = host_config(tmp_path, emu, 1, 60, {"redis_url": redis.url})
+        result: list[Run] = []
+
+        async def sync() -> None:
+            result.append(await run_syncd("--config", cfg, "--initial-sync"))
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sync)
+                while emu.stats.statuses[200] < 15:  # noqa: ASYNC110  # the emulator's counter
+                    await anyio.sleep(0.02)
+                redis.stop()
+        assert dam_tree(emu, "/host-1") == local_tree(tmp_path / "host-1")
+    (run,) = result
+    assert run.code == 0, run.stderr[-3000:]
+    assert [e["event"] for e in run.events].count("fleet_unreachable") == 1
+    warning = run.event("fleet_unreachable")
+    assert warning["key"] == "fleet.redis_url"
+    assert "pacing this host alone" in warning["action"]
