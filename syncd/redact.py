@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 __all__ = [
     "escape",
@@ -43,24 +42,23 @@ def scrub(text: str) -> str:
 
 
 def url_password(url: str) -> str | None:
-    """The password in `url`'s user info (`redis://:pw@host`), or None."""
-    try:
-        return urlsplit(url).password or None
-    except ValueError:
-        return None
+    """The password in `url`'s user info (`redis://:pw@host`), as written, or None."""
+    userinfo, at, _ = url.partition("://")[2].rpartition("@")
+    _user, colon, password = userinfo.partition(":")
+    return password or None if at and colon else None
 
 
 def without_password(url: str) -> str:
     """`url` with the password in its user info shown as `***` (all of the user info when
-    it has no `:`, as some write the password alone there), for messages and status."""
+    it has no `:`, as some write the password alone there), for messages and status. The
+    user info ends at the last `@` (a password may hold `/`, `?` or `#`)."""
     scheme, sep, tail = url.partition("://")
-    netloc, slash, rest = tail.partition("/")
-    if not sep or "@" not in netloc:
+    userinfo, at, rest = tail.rpartition("@")
+    if not sep or not at:
         return url
-    userinfo, _, host = netloc.rpartition("@")
     user, colon, _ = userinfo.partition(":")
     shown = f"{user}:***" if colon else "***"
-    return f"{scheme}://{shown}@{host}{slash}{rest}"
+    return f"{scheme}://{shown}@{rest}"
 
 
 def escape(text: str) -> str:

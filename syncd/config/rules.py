@@ -171,11 +171,16 @@ def redis_url(value: str, _: Path) -> str:
         url.port  # noqa: B018  # raises for a port that is not a number from 0 to 65535
     except ValueError:
         raise Invalid(f"{shown} is not a Redis URL; {fix}") from None
+    if url.query:  # redis-py would take them as connection settings, syncd sets its own
+        raise Invalid(f"{shown} has a query string; remove it (?... is not supported); {fix}")
     if url.scheme in ("redis", "rediss"):
         if not url.hostname or url.fragment or not re.fullmatch(r"(/\d*)?", url.path):
             raise Invalid(f"{shown} is not a Redis URL (host, then /db); {fix}")
     elif url.scheme != "unix" or not url.path:
         raise Invalid(f"{shown} is not a Redis URL; {fix}")
+    if url.username is not None and url.password is None:
+        fix = "write the password after a colon, as redis://:PASSWORD@host:6379/0"
+        raise Invalid(f"{shown} has a user name and no password; {fix}")
     return value
 
 

@@ -137,6 +137,7 @@ class Pacer:
             if not requeue:
                 break
             self._in_flight -= 1
+            self._wake()
         try:
             yield self.limit.generation
         finally:

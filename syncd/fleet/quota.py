@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote
 
 import anyio
 import structlog
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 __all__ = ["FleetQuota", "RateRules"]
+
+_MAX_RATE = 10_000.0
+"""Requests/s the fleet's learned rate may probe up to."""
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +84,7 @@ class FleetQuota:
     ) -> None:
         if (password := url_password(url)) is not None:
             redact(password)
+            redact(unquote(password))
         elif "@" in (netloc := url.partition("://")[2].partition("/")[0]):
             redact(netloc.rpartition("@")[0])  # "redis://secret@host": a password alone
         self.url = without_password(url)
@@ -107,7 +112,7 @@ class FleetQuota:
             from redis.retry import Retry
 
             extra: dict[str, Any] = {}
-            if self._raw_url.startswith("rediss://") and self._ca_bundle is not None:
+            if self._raw_url.lower().startswith("rediss://") and self._ca_bundle is not None:
                 extra["ssl_ca_certs"] = str(self._ca_bundle)
             self._client = Redis.from_url(
                 self._raw_url,
@@ -116,7 +121,7 @@ class FleetQuota:
                 # One try: a failed call falls back to local pacing at once, and Redis is
                 # tried again on syncd's own schedule.
                 retry=Retry(NoBackoff(), 0),
-                max_connections=256,
+                max_connections=1024,  # above [dam] workers' 256, with limited() besides
                 client_name="syncd",
                 **extra,
             )
@@ -143,11 +148,13 @@ class FleetQuota:
                 with anyio.fail_after(self._timeout_s * 2):
                     self._connect()
                     wait, rate, epoch, reserved = await self._reserve(
-                        keys=[self.prefix], args=[cap, self._rules.growth, self._longest]
+                        keys=[self.prefix], args=[cap, self._rules.growth, self._longest, _MAX_RATE]
                     )
             except Exception as exc:  # noqa: BLE001  # whatever Redis or TLS raise
                 self._down(exc)
                 return None
+            finally:
+                self._trying = False  # also when cancelled: the next request tries
             self._up()
             self.rate = float(rate) or None
             self.epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
@@ -172,12 +179,13 @@ class FleetQuota:
         except Exception as exc:  # noqa: BLE001
             self._down(exc)
             return
+        finally:
+            self._trying = False
         self._up()
         self.rate = float(rate) or None
         self.epoch = new_epoch.decode() if isinstance(new_epoch, bytes) else str(new_epoch)
 
     def _down(self, exc: BaseException) -> None:
-        self._trying = False
         self._retry_at = self._clock() + self._retry_s
         if self.reachable is not False:
             self.reachable = False
@@ -190,7 +198,6 @@ class FleetQuota:
             )
 
     def _up(self) -> None:
-        self._trying = False
         if self.reachable is False:
             log.info("fleet_restored", redis_url=self.url)
         elif self.reachable is None:

@@ -27,7 +27,8 @@ from typing import Final
 
 __all__ = ["LIMITED", "RESERVE"]
 
-# KEYS[1]: the key prefix. ARGV: cap interval s (0: none), growth per s, longest wait s.
+# KEYS[1]: the key prefix. ARGV: cap interval s (0: none), growth per s, longest wait s,
+# the highest rate probing may reach.
 # Returns {wait s, rate (0: none), epoch, reserved (1) or paused (0)} as strings.
 RESERVE: Final = """
 local p = KEYS[1]
@@ -42,7 +43,9 @@ end
 local rate = tonumber(redis.call('GET', p .. 'rate') or '0')
 if rate > 0 then
   local since = tonumber(redis.call('GET', p .. 'rate_t') or tostring(now))
-  rate = rate * (1 + growth * math.max(0, math.min(now - since, 60)))
+  -- Probing up is bounded: at most `max_rate` (no DAM quota is above it), so a long
+  -- quiet spell cannot leave a rate that takes many refusals to come down.
+  rate = math.min(tonumber(ARGV[4]), rate * (1 + growth * math.max(0, math.min(now - since, 60))))
   redis.call('SET', p .. 'rate', tostring(rate), 'EX', 3600)
   redis.call('SET', p .. 'rate_t', tostring(now), 'EX', 3600)
 end

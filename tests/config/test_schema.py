@@ -790,3 +790,18 @@ def test_a_fleet_key_prefix_with_spaces_is_refused(root):
     data = with_value(minimal(), "fleet.redis_url", "redis://r:6379/0")
     message = config_error(with_value(data, "fleet.key_prefix", "two words"), root)
     assert 'fleet.key_prefix: "two words" is not a usable key prefix' in message
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis://:ab/cd:ef@host:6379/0", "is not a Redis URL"),  # a "/" in the password
+        ("redis://s3cret-pass@host:6379/0", "has a user name and no password"),
+        ("redis://:s3cret-pass@host:6379/0?socket_timeout=60", "has a query string"),
+    ],
+)
+def test_fleet_url_mistakes_are_named_without_the_password(root, url, problem):
+    message = config_error(with_value(minimal(), "fleet.redis_url", url), root)
+    assert problem in message
+    for secret in ("s3cret-pass", "ab/cd", "cd:ef"):
+        assert secret not in message
