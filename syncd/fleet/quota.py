@@ -30,7 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["FleetQuota", "RateRules"]
 
 _MAX_RATE = 10_000.0
-"""Requests/s the fleet's learned rate may probe up to."""
+"""Requests/s the fleet's learned rate may probe up to; past it the slow start ends."""
+_FIRST_RATE = 50.0
+"""Requests/s a fleet with no limit seen yet starts at (its slow start)."""
+_HORIZON_S = 0.05
+"""How far ahead a turn in the fleet's bucket is handed out; further back, ask again."""
 
 log = structlog.get_logger(__name__)
 
@@ -143,12 +147,13 @@ class FleetQuota:
         """Seconds this host waits before its next request starts, its turn in the fleet's
         bucket taken; None when Redis cannot be reached (the caller paces itself)."""
         cap = 1.0 / cap_rate if cap_rate else 0.0
+        r = self._rules
         while self._usable():
             try:
                 with anyio.fail_after(self._timeout_s * 2):
                     self._connect()
                     wait, rate, epoch, reserved = await self._reserve(
-                        keys=[self.prefix], args=[cap, self._rules.growth, self._longest, _MAX_RATE]
+                        keys=[self.prefix], args=[cap, r.growth, self._longest, _MAX_RATE, _FIRST_RATE, _HORIZON_S]
                     )
             except Exception as exc:  # noqa: BLE001  # whatever Redis or TLS raise
                 self._down(exc)
@@ -160,7 +165,8 @@ class FleetQuota:
             self.epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
             if int(reserved):
                 return max(0.0, float(wait))
-            await anyio.sleep(float(wait))  # a fleet-wide pause: then queue for a turn
+            # A fleet-wide pause, or a turn further ahead than the horizon: ask again then.
+            await anyio.sleep(float(wait))
         return None
 
     async def limited(self, epoch: str, pause_s: float) -> None:

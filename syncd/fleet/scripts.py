@@ -8,7 +8,9 @@ All times are Redis's own (`TIME`), so the hosts' clocks need not agree. The key
   request at the fleet's interval;
 * `pause`: every host waits until then (a `Retry-After`, or a backoff, seen by any host);
 * `rate`, `rate_t`: the learned rate (requests/s) and when it was last moved, absent until
-  the first rate-limit signal; `epoch`: bumped each time the rate is lowered, so the
+  the first rate-limit signal; `ss`, `ss_t`: the slow start's rate before that, which
+  doubles every half second from a modest start, so hosts that start together do not
+  all burst into the DAM's limit; `epoch`: bumped each time the rate is lowered, so the
   refusals of requests sent at an older rate do not lower it again (one round, one cut);
 * `n:<slot>`, `r:<slot>`: requests started and refused in each 100 ms slot, kept a few
   seconds, from which the rate the DAM accepted lately is measured; `first_r`: the
@@ -28,8 +30,9 @@ from typing import Final
 __all__ = ["LIMITED", "RESERVE"]
 
 # KEYS[1]: the key prefix. ARGV: cap interval s (0: none), growth per s, longest wait s,
-# the highest rate probing may reach.
-# Returns {wait s, rate (0: none), epoch, reserved (1) or paused (0)} as strings.
+# the highest rate probing may reach, the slow start's first rate, the horizon s.
+# Returns {wait s, rate (0: none), epoch, reserved (1) or ask again after the wait (0)}
+# as strings.
 RESERVE: Final = """
 local p = KEYS[1]
 local t = redis.call('TIME')
@@ -48,6 +51,21 @@ if rate > 0 then
   rate = math.min(tonumber(ARGV[4]), rate * (1 + growth * math.max(0, math.min(now - since, 60))))
   redis.call('SET', p .. 'rate', tostring(rate), 'EX', 3600)
   redis.call('SET', p .. 'rate_t', tostring(now), 'EX', 3600)
+else
+  -- No limit seen yet: a slow start. Many hosts that start at once would all burst
+  -- into the DAM's limit; the fleet starts at a modest rate and doubles it every half
+  -- second until the DAM pushes back, or until it is past any quota (then: no pacing).
+  local ss = tonumber(redis.call('GET', p .. 'ss') or '0')
+  local top = tonumber(ARGV[4])
+  if ss == 0 then
+    ss = tonumber(ARGV[5])
+  elseif ss < top then
+    local since = tonumber(redis.call('GET', p .. 'ss_t') or tostring(now))
+    ss = math.min(top, ss * 4 ^ math.max(0, math.min(now - since, 10)))
+  end
+  redis.call('SET', p .. 'ss', tostring(ss), 'EX', 3600)
+  redis.call('SET', p .. 'ss_t', tostring(now), 'EX', 3600)
+  if ss < top then rate = ss end
 end
 local interval = cap
 if rate > 0 then interval = math.max(interval, 1 / rate) end
@@ -56,6 +74,12 @@ if interval > 0 then
   local tat = tonumber(redis.call('GET', p .. 'tat') or '0')
   local start = math.max(now, tat)
   wait = start - now
+  -- Turns are handed out at most `horizon` ahead: a request further back asks again,
+  -- so a rate cut by a refusal applies to every request but the next few.
+  local horizon = tonumber(ARGV[6])
+  if wait > horizon then
+    return {tostring(wait - horizon), tostring(rate), epoch, '0'}
+  end
   redis.call('SET', p .. 'tat', tostring(start + interval), 'PX', math.ceil((wait + interval) * 1000) + 1000)
 end
 local slot = p .. 'n:' .. math.floor((now + wait) * 10)
@@ -113,7 +137,10 @@ local epoch = redis.call('GET', p .. 'epoch') or '0'
 local rate = tonumber(redis.call('GET', p .. 'rate') or '0')
 local before = rate
 if exact ~= nil then
+  -- A refusal says the rate was too high: an exact measure lowers it, never raises it
+  -- (an early one still counts the DAM's burst).
   rate = math.max(floor, under * exact)
+  if before > 0 then rate = math.min(before, rate) end
 elseif sent_epoch ~= epoch then
   -- sent before the rate last went down: not news
   return {tostring(rate), epoch}
@@ -131,8 +158,13 @@ else
     measured = accepted / math.max(0.1, now - first / 10)
   end
   if rate <= 0 then
-    if measured == nil then return {'0', epoch} end
-    rate = math.max(floor, under * measured)
+    -- The first refusal: under what the fleet was sent at (the slow start's rate), or
+    -- under what was accepted lately when that is lower.
+    local ss = tonumber(redis.call('GET', p .. 'ss') or '0')
+    if measured == nil and ss == 0 then return {'0', epoch} end
+    local sent = measured or ss
+    if ss > 0 and measured ~= nil then sent = math.min(ss, measured) end
+    rate = math.max(floor, under * sent)
   else
     local lower = rate * under
     if measured ~= nil then lower = math.min(lower, under * measured) end

@@ -26,35 +26,49 @@ def host(url: str, prefix: str = "proj", **kw: object) -> FleetQuota:
     return FleetQuota(url, prefix, LearnedRate(), timeout_s=0.3, **kw)  # type: ignore[arg-type]
 
 
+async def take_turns(q: FleetQuota, rate: float, n: int, starts: list[float]) -> None:
+    """`n` requests' turns at a cap of `rate`/s: when each would start."""
+    for _ in range(n):
+        wait = await q.reserve(rate)
+        assert wait is not None
+        await anyio.sleep(wait)
+        starts.append(anyio.current_time())
+
+
 async def test_the_hosts_of_a_fleet_take_turns_in_one_bucket(redis: RedisServer) -> None:
     a, b = host(redis.url), host(redis.url)
+    starts: list[float] = []
     try:
         with anyio.fail_after(10):
-            waits = [await (a if i % 2 else b).reserve(20.0) for i in range(10)]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(take_turns, a, 20.0, 6, starts)
+                tg.start_soon(take_turns, b, 20.0, 6, starts)
     finally:
         await a.aclose()
         await b.aclose()
-    assert all(w is not None for w in waits)
-    # One bucket at 20/s for both: each turn is 50 ms after the one before, whichever
-    # host took it (the calls themselves take a little of that time).
-    gaps = [y - x for x, y in itertools.pairwise(waits)]  # type: ignore[operator]
-    assert all(0.03 < g < 0.051 for g in gaps), gaps
+    # One bucket at 20/s for both: 12 turns, each about 50 ms after the one before,
+    # whichever host took it; two buckets would have let both start at once.
+    starts.sort()
+    gaps = [y - x for x, y in itertools.pairwise(starts)]
+    assert min(gaps) > 0.03, gaps
+    assert starts[-1] - starts[0] > 11 * 0.045
     assert a.reachable
     assert b.reachable
 
 
 async def test_other_prefixes_are_other_fleets(redis: RedisServer) -> None:
     a, b = host(redis.url, "one"), host(redis.url, "two")
+    starts: list[float] = []
     try:
         with anyio.fail_after(10):
-            first = [await a.reserve(5.0) for _ in range(3)]
+            began = anyio.current_time()
+            await take_turns(a, 5.0, 3, starts)
             other = await b.reserve(5.0)
     finally:
         await a.aclose()
         await b.aclose()
-    assert first[-1] is not None
-    assert first[-1] > 0.3
-    assert other == 0.0
+    assert starts[-1] - began > 0.35  # three turns at 5/s
+    assert other == 0.0  # the other fleet's bucket is empty
 
 
 async def test_a_pause_seen_by_one_host_holds_every_host(redis: RedisServer) -> None:
@@ -188,3 +202,59 @@ async def test_rediss_with_a_private_ca(tmp_path: Path) -> None:
         await trusted.aclose()
         await untrusted.aclose()
         server.stop()
+
+
+class TokenBucket:
+    """A DAM's quota, as the emulator keeps it: `rate`/s, `burst` at once."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst, self.tokens = rate, burst, burst
+        self.at = anyio.current_time()
+
+    def take(self) -> bool:
+        now = anyio.current_time()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+async def test_three_hosts_find_the_dams_limit_together(redis: RedisServer) -> None:
+    dam = TokenBucket(40.0, 10.0)
+    hosts = [host(redis.url) for _ in range(3)]
+    accepted: list[float] = []
+    refused: list[float] = []
+    began = anyio.current_time()
+
+    async def requests(q: FleetQuota) -> None:
+        while anyio.current_time() - began < 5.0:
+            wait = await q.reserve(None)
+            assert wait is not None
+            await anyio.sleep(wait)
+            epoch = q.epoch
+            await anyio.sleep(0.005)  # the round trip
+            if dam.take():
+                accepted.append(anyio.current_time())
+            else:
+                refused.append(anyio.current_time())
+                await q.limited(epoch, 0.0)
+
+    try:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for q in hosts:
+                    for _ in range(4):  # four requests in flight per host
+                        tg.start_soon(requests, q)
+    finally:
+        for q in hosts:
+            await q.aclose()
+    # Within a few seconds the fleet learned the DAM's rate from its refusals, and then
+    # used nearly all of it, with few refusals: the slow start kept the three hosts from
+    # bursting into the limit together.
+    assert hosts[0].rate is not None
+    assert 0.8 * 40 < hosts[0].rate < 1.15 * 40
+    late = [t for t in accepted if t - began > 2.5]
+    assert len(late) / 2.5 > 0.85 * 40
+    assert len(refused) < 0.1 * (len(accepted) + len(refused)), (len(refused), len(accepted))
