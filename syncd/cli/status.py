@@ -3,7 +3,8 @@ safely while a daemon writes it.
 
 It opens the database read-only through `syncd.state.store.State` (SQLite's WAL lets a
 reader see the last committed state without blocking the writer) and never creates it.
-For each folder it reports the files in sync, the paths queued (the daemon saves its
+With `[fleet]` it also reads the fleet's shared rate from Redis. For each folder it
+reports the files in sync, the paths queued (the daemon saves its
 queue every second), the files parked after failures with their last error, the deletes
 a run refused (with the command that carries them out once the user has checked), and
 when the last reconcile finished.
@@ -65,6 +66,7 @@ class Report:
     state: str
     daemon_pid: int | None
     folders: list[FolderStatus]
+    fleet: dict[str, Any] | None = None  # [fleet]: its Redis, and the rate kept there
 
     def as_dict(self) -> dict[str, Any]:
         """The report for `--json`."""
@@ -98,7 +100,37 @@ def collect(config: Config) -> Report:
                 _fill(state, folder, pending, config)
     except sqlite3.Error as exc:
         raise StateError(f"cannot read the state database {path}: {exc}") from None
+    if config.fleet.redis_url is not None:
+        report.fleet = _fleet(config)
     return report
+
+
+def _fleet(config: Config) -> dict[str, Any]:
+    """The fleet's shared rate, read from its Redis (at most about a second)."""
+    import anyio
+
+    from syncd.dam.limits import LearnedRate
+    from syncd.fleet.quota import FleetQuota
+
+    assert config.fleet.redis_url is not None
+    quota = FleetQuota(
+        config.fleet.redis_url,
+        config.fleet.key_prefix or config.dam.token,
+        LearnedRate(),
+        ca_bundle=config.fleet.ca_bundle,
+    )
+    return anyio.run(quota.peek)
+
+
+def _fleet_line(fleet: dict[str, Any]) -> str:
+    where = f"fleet:  {fleet['redis_url']} (keys {fleet['key_prefix']}*)"
+    if not fleet["reachable"]:
+        return f"{where}: Redis unreachable ({fleet['error']}); each host paces itself"
+    if fleet["rate_per_s"] is not None:
+        return f"{where}: shared, learned rate {fleet['rate_per_s']:g} requests/s"
+    if fleet["slow_start_per_s"] is not None:
+        return f"{where}: shared, no limit seen yet (slow start at {fleet['slow_start_per_s']:g}/s)"
+    return f"{where}: shared, idle"
 
 
 def _fill(state: State, folder: FolderStatus, pending: Counter[int], config: Config) -> None:
@@ -141,6 +173,8 @@ def render(report: Report) -> str:
     else:
         daemon = f"running (pid {report.daemon_pid})"
     lines = [f"daemon: {daemon}", f"config: {report.config}", f"state:  {report.state}"]
+    if report.fleet is not None:
+        lines.append(_fleet_line(report.fleet))
     for f in report.folders:
         lines += [
             "",

@@ -153,7 +153,8 @@ class FleetQuota:
                 with anyio.fail_after(self._timeout_s * 2):
                     self._connect()
                     wait, rate, epoch, reserved = await self._reserve(
-                        keys=[self.prefix], args=[cap, r.growth, self._longest, _MAX_RATE, _FIRST_RATE, _HORIZON_S]
+                        keys=[self.prefix],
+                        args=[cap, r.growth, self._longest, _MAX_RATE, _FIRST_RATE, _HORIZON_S],
                     )
             except Exception as exc:  # noqa: BLE001  # whatever Redis or TLS raise
                 self._down(exc)
@@ -216,6 +217,24 @@ class FleetQuota:
             "fleet": "shared" if self.reachable is not False else "local (Redis unreachable)",
             "fleet_reachable": self.reachable is not False,
             "fleet_rate_per_s": round(self.rate, 2) if self.rate is not None else None,
+        }
+
+    async def peek(self) -> dict[str, Any]:
+        """The fleet as Redis holds it now, without taking a turn (for `syncd status`);
+        closes the connection after."""
+        shown: dict[str, Any] = {"redis_url": self.url, "key_prefix": self.prefix}
+        try:
+            with anyio.fail_after(self._timeout_s * 2):
+                rate, slow = await self._connect().mget(self.prefix + "rate", self.prefix + "ss")
+        except Exception as exc:  # noqa: BLE001
+            return {**shown, "reachable": False, "error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            await self.aclose()
+        return {
+            **shown,
+            "reachable": True,
+            "rate_per_s": round(float(rate), 2) if rate else None,
+            "slow_start_per_s": round(float(slow), 2) if slow and not rate else None,
         }
 
     async def aclose(self) -> None:
