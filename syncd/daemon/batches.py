@@ -71,8 +71,7 @@ async def _sync_folder(
     # A directory reported as new lists files that may still be written: those with
     # their own pending events are left alone until they settle.
     later = {p for p in scanned.files if batch.queue.waiting((fid, p))}
-    for skip in scanned.skipped:
-        (summary.failed if skip.failed else summary.skipped).append(skip)
+    summary.add_skips(scanned.skipped)
     gone_dirs = [
         rel
         for rel in rels

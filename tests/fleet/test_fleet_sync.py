@@ -94,3 +94,47 @@ async def test_redis_dying_mid_run_costs_no_file_and_no_duplicate(
     warning = run.event("fleet_unreachable")
     assert warning["key"] == "fleet.redis_url"
     assert "pacing this host alone" in warning["action"]
+
+
+async def test_two_hosts_split_one_root_by_excludes_into_one_dam_folder(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    # The README's sharding recipe: one root, one DAM folder, each host its sub-folders.
+    root = tmp_path / "archive"
+    for year in ("2019", "2020", "2021"):
+        for n in range(5):
+            write(root / year / f"shot-{n}.jpg", f"{year} {n}")
+    write(root / "top.jpg", "named by no host")
+    takes = {"a": ["2019"], "b": ["2020", "2021"]}
+    async with serve(token=TOKEN, key=KEY, rate_limit=60, rate_burst=10) as emu:
+        configs = [
+            write_config(
+                tmp_path / f"{host}.toml",
+                emu,
+                [
+                    {
+                        "local": str(root),
+                        "remote": "/archive",
+                        "exclude": ["/*", *(f"!/{year}/" for year in years)],
+                    }
+                ],
+                state=tmp_path / f"{host}.db",
+                fleet={"redis_url": redis.url},
+            )
+            for host, years in takes.items()
+        ]
+        for _ in range(2):  # the second pass finds the other host's files: nothing changes
+            runs: list[Run] = []
+
+            async def one(cfg: Path, runs: list[Run] = runs) -> None:
+                runs.append(await run_syncd("--config", cfg, "--initial-sync"))
+
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    for cfg in configs:
+                        tg.start_soon(one, cfg)
+            assert [r.code for r in runs] == [0, 0], [r.stderr[-2000:] for r in runs]
+            expected = {k: v for k, v in local_tree(root).items() if k != "top.jpg"}
+            assert dam_tree(emu, "/archive") == expected  # each file once, top.jpg by none
+        # The second pass: nothing to upload, and nothing of the other host's deleted.
+        assert [(r.summary["uploaded"], r.summary["deleted"]) for r in runs] == [(0, 0), (0, 0)]
