@@ -52,14 +52,15 @@ async def _guarded(
         await anyio.sleep(delay)
     if request.match_info.get("token") != emu.token:
         raise _route_not_found("unknown project token")
-    if request.headers.get("X-Filerobot-Key") != emu.key:
+    key = request.headers.get("X-Filerobot-Key", "")
+    if key not in emu.keys:
         raise EmulatorError(401, "UNAUTHORIZED", "missing or invalid X-Filerobot-Key", "check key")
     if emu.key_revoked:
         # Echoing the key is what some APIs do; syncd must mask it wherever it shows up.
         raise EmulatorError(401, "KEY_EXPIRED", f"key {emu.key} was revoked", "use a new key")
     if (refused := denied(emu.options.denied_permissions, request.method, route)) is not None:
         raise refused
-    if (limited := emu.faults.rate_limited()) is not None:
+    if (limited := emu.faults.rate_limited(key)) is not None:
         emu.stats.rate_limited += 1
         raise limited
     for kind, draw in _FAULTS:

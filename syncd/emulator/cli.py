@@ -23,6 +23,7 @@ from syncd.emulator.options import (
     Naming,
     Options,
     QMatch,
+    RateLimitScope,
     RenameInfoName,
     RetryAfterStyle,
     SameAssetBy,
@@ -45,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8750, help="port; 0 picks a free one")
     p.add_argument("--token", default="demo", help="project token in API paths")
     p.add_argument("--key", default="demo", help="required X-Filerobot-Key value")
+    p.add_argument(
+        "--extra-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="another accepted X-Filerobot-Key (repeatable), as for another host",
+    )
     p.add_argument(
         "--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate (chain)"
     )
@@ -87,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     faults.add_argument(
         "--retry-after", choices=get_args(RetryAfterStyle), default="seconds", help="429 style"
+    )
+    faults.add_argument(
+        "--rate-limit-scope",
+        choices=get_args(RateLimitScope),
+        default="project",
+        help="one bucket for the project (default) or one per API key (unknown: §12.9)",
     )
     faults.add_argument(
         "--error-rate", type=float, default=0.0, metavar="P", help="chance of a 500/502/503"
@@ -236,6 +250,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "rate_burst": args.rate_burst,
         "jitter_ms": args.jitter_ms,
         "retry_after_style": args.retry_after,
+        "rate_limit_scope": args.rate_limit_scope,
         "error_rate": args.error_rate,
         "reset_before_commit_rate": args.reset_before_commit_rate,
         "reset_after_commit_rate": args.reset_after_commit_rate,
@@ -277,6 +292,7 @@ async def _serve_until_signal(
             args.port,
             token=args.token,
             key=args.key,
+            extra_keys=args.extra_key,
             content=content,
             data_dir=args.data_dir,
             ssl_context=context,

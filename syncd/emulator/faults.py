@@ -79,6 +79,8 @@ class Faults:
         self.options = options
         self.rng = rng
         self.bucket = TokenBucket(clock)
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}  # by key, with rate_limit_scope "key"
         # Its own generator: switching latency jitter on leaves the fault sequence as it was.
         self._jitter = random.Random(f"latency-{options.seed}")
         self._wall = wall
@@ -95,12 +97,16 @@ class Faults:
             base += self._jitter.uniform(-jitter, jitter)
         return max(0.0, base) / 1000
 
-    def rate_limited(self) -> EmulatorError | None:
-        """Return the 429 reply if this request is over the rate limit, else None."""
+    def rate_limited(self, key: str = "") -> EmulatorError | None:
+        """Return the 429 reply if this request (made with API key `key`) is over the rate
+        limit, else None."""
         rate = self.options.rate_limit
         if rate <= 0:
             return None
-        wait = self.bucket.take(rate, self.options.rate_burst)
+        bucket = self.bucket
+        if self.options.rate_limit_scope == "key":
+            bucket = self._buckets.setdefault(key, TokenBucket(self._clock))
+        wait = bucket.take(rate, self.options.rate_burst)
         if wait <= 0:
             return None
         seconds = max(1, math.ceil(wait))

@@ -30,6 +30,7 @@ Naming = Literal["keep", "suffix", "uuid"]
 SameName = Literal["override", "version", "refuse"]
 Duplicates = Literal["accept", "refuse"]
 RetryAfterStyle = Literal["seconds", "date", "none"]
+RateLimitScope = Literal["project", "key"]
 QMatch = Literal["stored", "both", "words", "ignored"]
 RenameInfoName = Literal["kept", "rewritten"]
 UpdatedAfterRule = Literal["exact", "second", "ignored"]
@@ -52,6 +53,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "same_name": get_args(SameName),
     "duplicates": get_args(Duplicates),
     "retry_after_style": get_args(RetryAfterStyle),
+    "rate_limit_scope": get_args(RateLimitScope),
     "q_match": get_args(QMatch),
     "rename_info_name": get_args(RenameInfoName),
     "same_asset_by": get_args(SameAssetBy),
@@ -94,6 +96,9 @@ class Options:
         rate_burst: the bucket's size, the requests let through at once; 0: one second's
             worth (`rate_limit`, at least 1).
         retry_after_style: how a 429 states when to come back.
+        rate_limit_scope: unknown (docs/dam-api.md §7.1, §12.9): one bucket for the
+            project, whatever the key (`project`, the default: hosts with keys of their
+            own still share it), or one bucket per API key (`key`).
         error_rate: chance of a random 500/502/503 reply.
         reset_before_commit_rate: chance an upload's connection drops before it is stored.
         reset_after_commit_rate: chance an upload's connection drops after it is stored.
@@ -140,6 +145,7 @@ class Options:
     rate_limit: float = 0.0
     rate_burst: float = 0.0
     retry_after_style: RetryAfterStyle = "seconds"
+    rate_limit_scope: RateLimitScope = "project"
     error_rate: float = 0.0
     reset_before_commit_rate: float = 0.0
     reset_after_commit_rate: float = 0.0

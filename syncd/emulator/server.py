@@ -8,7 +8,7 @@ import random
 import ssl
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -121,6 +121,7 @@ class Emulator:
     Args:
         token: the project token in API paths.
         key: the value `X-Filerobot-Key` must carry.
+        extra_keys: more keys the project accepts (as if made for other hosts).
         options: policies and faults; defaults to `Options()`.
         content: keep content in `memory`, on `disk` under `data_dir`, or `none`.
         data_dir: the directory for `disk` content.
@@ -132,6 +133,7 @@ class Emulator:
         *,
         token: str = "demo",
         key: str = "demo",
+        extra_keys: Sequence[str] = (),
         options: Options | None = None,
         content: ContentMode = "memory",
         data_dir: Path | None = None,
@@ -139,6 +141,7 @@ class Emulator:
     ) -> None:
         self.token = token
         self.key = key
+        self.keys = frozenset({key, *extra_keys})
         self.options = options or Options()
         self.rng = random.Random(self.options.seed)
         self.store = Store(self.options, Blobs(content, data_dir), rng=self.rng, clock=clock)
@@ -194,6 +197,7 @@ async def serve(
     *,
     token: str = "demo",
     key: str = "demo",
+    extra_keys: Sequence[str] = (),
     content: ContentMode = "memory",
     data_dir: Path | None = None,
     ssl_context: ssl.SSLContext | None = None,
@@ -206,6 +210,7 @@ async def serve(
         port: the port; 0 picks a free one (read it back from `emu.url`).
         token: the project token in API paths.
         key: the value `X-Filerobot-Key` must carry.
+        extra_keys: more keys the project accepts (as if made for other hosts).
         content: keep content in `memory`, on `disk` under `data_dir`, or `none`.
         data_dir: the directory for `disk` content.
         ssl_context: serve HTTPS with this server context (its certificate chain loaded).
@@ -218,7 +223,12 @@ async def serve(
     from syncd.emulator.app import make_app
 
     emulator = Emulator(
-        token=token, key=key, options=Options(**options), content=content, data_dir=data_dir
+        token=token,
+        key=key,
+        extra_keys=extra_keys,
+        options=Options(**options),
+        content=content,
+        data_dir=data_dir,
     )
     # No access log: formatting a line per request would dominate CPU in benchmarks.
     runner = web.AppRunner(

@@ -517,3 +517,13 @@ def test_latency_and_jitter_delay_each_request() -> None:
     assert all(0.08 <= d <= 0.12 for d in delays)
     assert max(delays) - min(delays) > 0.03  # spread, not a constant
     assert Faults(Options(), random.Random(3)).delay_s() == 0.0
+
+
+@pytest.mark.parametrize(("scope", "second_key_refused"), [("project", True), ("key", False)])
+def test_the_rate_limit_is_the_projects_or_each_keys(scope: str, second_key_refused: bool) -> None:
+    now = [0.0]
+    options = Options(rate_limit=1, rate_burst=1, rate_limit_scope=scope)  # type: ignore[arg-type]
+    faults = Faults(options, random.Random(1), clock=lambda: now[0])
+    assert faults.rate_limited("host-a") is None
+    assert faults.rate_limited("host-a") is not None  # the bucket of one is spent
+    assert (faults.rate_limited("host-b") is not None) is second_key_refused

@@ -138,3 +138,40 @@ async def test_two_hosts_split_one_root_by_excludes_into_one_dam_folder(
             assert dam_tree(emu, "/archive") == expected  # each file once, top.jpg by none
         # The second pass: nothing to upload, and nothing of the other host's deleted.
         assert [(r.summary["uploaded"], r.summary["deleted"]) for r in runs] == [(0, 0), (0, 0)]
+
+
+async def test_a_fleet_under_a_limit_per_key_still_completes(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    # The other reading of the limit's scope (docs/dam-api.md §7.1): each host has a key
+    # and a quota of its own, yet they share one fleet. The shared bucket may hold them
+    # below their two quotas; it must not cost a file, a duplicate or a failed run.
+    other_key = "second-host-key-77ab"
+    async with serve(
+        token=TOKEN,
+        key=KEY,
+        extra_keys=[other_key],
+        rate_limit=20,
+        rate_burst=5,
+        rate_limit_scope="key",
+    ) as emu:
+        configs = [host_config(tmp_path, emu, i, 40, {"redis_url": redis.url}) for i in (1, 2)]
+        runs: list[Run] = []
+
+        async def one(cfg: Path, key: str) -> None:
+            runs.append(
+                await run_syncd("--config", cfg, "--initial-sync", env={"SYNCD_API_KEY": key})
+            )
+
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one, configs[0], KEY)
+                tg.start_soon(one, configs[1], other_key)
+        for i in (1, 2):
+            assert dam_tree(emu, f"/host-{i}") == local_tree(tmp_path / f"host-{i}")
+        stats = emu.stats.as_dict()
+    assert [r.code for r in runs] == [0, 0], [r.stderr[-2000:] for r in runs]
+    accepted = sum(stats["statuses"].values()) - stats["rate_limited"]
+    span = stats["last_reply_s"] - stats["first_request_s"]
+    # Not starved: at least one key's quota was used (two keys would allow 40/s).
+    assert accepted / span > 0.8 * 20, (accepted, span)
