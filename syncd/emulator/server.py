@@ -141,7 +141,7 @@ class Emulator:
     ) -> None:
         self.token = token
         self.key = key
-        self.keys = frozenset({key, *extra_keys})
+        self.extra_keys = frozenset(extra_keys)  # `key` may be rotated by assignment
         self.options = options or Options()
         self.rng = random.Random(self.options.seed)
         self.store = Store(self.options, Blobs(content, data_dir), rng=self.rng, clock=clock)
