@@ -313,9 +313,9 @@ class Pacer:
             if rate is not None:
                 self._set_rate(rate, now)
         if self.fleet is not None and self.fleet.reachable:
-            # The fleet's rate spaces this host's requests; this host's own counts only
-            # its share of them.
-            rate = self.fleet.rate
+            # The fleet's rate (its slow start's, before a limit is learned) spaces this
+            # host's requests; this host's own counts only its share of them.
+            rate = self.fleet.pacing
         own_wait, wait = 0.0, None
         if (
             quota

@@ -90,6 +90,11 @@ class Faults:
         # sequence another seeded fault sees.
         return rate > 0 and self.rng.random() < rate
 
+    def refill(self) -> None:
+        """Refill every rate-limit bucket: the project's, and each key's."""
+        self.bucket.reset()
+        self._buckets.clear()
+
     def delay_s(self) -> float:
         """How long this request waits before it is handled: the DAM's distance."""
         base, jitter = self.options.slow_ms, self.options.jitter_ms

@@ -178,7 +178,7 @@ class Emulator:
         """Forget all files, folders and statistics, and un-revoke the key; keep the options."""
         self.store.clear()
         self.stats = Stats()
-        self.faults.bucket.reset()
+        self.faults.refill()
         self.key_revoked = False
 
     def files(self) -> list[FileRecord]:

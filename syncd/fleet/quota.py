@@ -107,6 +107,8 @@ class FleetQuota:
         self._retry_at = 0.0
         self._trying = False
         self.rate: float | None = None  # the fleet's learned rate, as last seen
+        # The rate the fleet's turns are spaced at: the learned one, or the slow start's.
+        self.pacing: float | None = None
         self.epoch = "0"
 
     def _connect(self) -> Redis:
@@ -152,7 +154,7 @@ class FleetQuota:
             try:
                 with anyio.fail_after(self._timeout_s * 2):
                     self._connect()
-                    wait, rate, epoch, reserved = await self._reserve(
+                    wait, rate, epoch, reserved, pacing = await self._reserve(
                         keys=[self.prefix],
                         args=[cap, r.growth, self._longest, _MAX_RATE, _FIRST_RATE, _HORIZON_S],
                     )
@@ -163,6 +165,7 @@ class FleetQuota:
                 self._trying = False  # also when cancelled: the next request tries
             self._up()
             self.rate = float(rate) or None
+            self.pacing = float(pacing) or None
             self.epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
             if int(reserved):
                 return max(0.0, float(wait))
@@ -181,7 +184,8 @@ class FleetQuota:
             with anyio.fail_after(self._timeout_s * 2):
                 self._connect()
                 rate, new_epoch = await self._limited(
-                    keys=[self.prefix], args=[*args, self._longest, r.measure_samples, r.min_span_s]
+                    keys=[self.prefix],
+                    args=[*args, self._longest, r.measure_samples, r.min_span_s, _MAX_RATE],
                 )
         except Exception as exc:  # noqa: BLE001
             self._down(exc)
@@ -190,6 +194,8 @@ class FleetQuota:
             self._trying = False
         self._up()
         self.rate = float(rate) or None
+        if self.rate is not None:
+            self.pacing = self.rate
         self.epoch = new_epoch.decode() if isinstance(new_epoch, bytes) else str(new_epoch)
 
     def _down(self, exc: BaseException) -> None:

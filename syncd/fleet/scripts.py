@@ -9,8 +9,10 @@ All times are Redis's own (`TIME`), so the hosts' clocks need not agree. The key
 * `pause`: every host waits until then (a `Retry-After`, or a backoff, seen by any host);
 * `rate`, `rate_t`: the learned rate (requests/s) and when it was last moved, absent until
   the first rate-limit signal; `ss`, `ss_t`: the slow start's rate before that, which
-  doubles every half second from a modest start, so hosts that start together do not
-  all burst into the DAM's limit; `epoch`: bumped each time the rate is lowered, so the
+  doubles every half second of full use from a modest start, so hosts that start
+  together do not all burst into the DAM's limit; both grow only while turns queue;
+* `queued`: when the last request told to ask again will find its turn, so that those
+  waiting are woken one interval apart; `epoch`: bumped each time the rate is lowered, so the
   refusals of requests sent at an older rate do not lower it again (one round, one cut);
 * `n:<slot>`, `r:<slot>`: requests started and refused in each 100 ms slot, kept a few
   seconds, from which the rate the DAM accepted lately is measured; `first_r`: the
@@ -31,65 +33,77 @@ __all__ = ["LIMITED", "RESERVE"]
 
 # KEYS[1]: the key prefix. ARGV: cap interval s (0: none), growth per s, longest wait s,
 # the highest rate probing may reach, the slow start's first rate, the horizon s.
-# Returns {wait s, rate (0: none), epoch, reserved (1) or ask again after the wait (0)}
-# as strings.
+# Returns {wait s, learned rate (0: none), epoch, reserved (1) or ask again after the wait
+# (0), the rate turns are spaced at (0: none)} as strings.
 RESERVE: Final = """
 local p = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local cap, growth, longest = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local top = tonumber(ARGV[4])
 local pause = tonumber(redis.call('GET', p .. 'pause') or '0')
 local epoch = redis.call('GET', p .. 'epoch') or '0'
-if pause > now then
-  return {tostring(math.min(pause - now, longest)), '0', epoch, '0'}
-end
 local rate = tonumber(redis.call('GET', p .. 'rate') or '0')
+if pause > now then
+  return {tostring(math.min(pause - now, longest)), tostring(rate), epoch, '0', '0'}
+end
+local tat = tonumber(redis.call('GET', p .. 'tat') or '0')
+-- Both rates below grow only while the fleet's turns queue (the bucket is what holds
+-- the hosts back): a fleet that sends little does not drift up to rates it never tried.
+local busy = tat > now
+local pacing = 0
 if rate > 0 then
   local since = tonumber(redis.call('GET', p .. 'rate_t') or tostring(now))
-  -- Probing up is bounded: at most `max_rate` (no DAM quota is above it), so a long
-  -- quiet spell cannot leave a rate that takes many refusals to come down.
-  rate = math.min(tonumber(ARGV[4]), rate * (1 + growth * math.max(0, math.min(now - since, 60))))
-  redis.call('SET', p .. 'rate', tostring(rate), 'EX', 3600)
+  if busy then
+    -- Probing up, bounded by `top` (no DAM quota is above it).
+    rate = math.min(top, rate * (1 + growth * math.max(0, math.min(now - since, 10))))
+    redis.call('SET', p .. 'rate', tostring(rate), 'EX', 3600)
+  end
   redis.call('SET', p .. 'rate_t', tostring(now), 'EX', 3600)
+  pacing = rate
 else
   -- No limit seen yet: a slow start. Many hosts that start at once would all burst
   -- into the DAM's limit; the fleet starts at a modest rate and doubles it every half
-  -- second until the DAM pushes back, or until it is past any quota (then: no pacing).
+  -- second of full use until the DAM pushes back, or until it is past any quota (then:
+  -- no pacing).
   local ss = tonumber(redis.call('GET', p .. 'ss') or '0')
-  local top = tonumber(ARGV[4])
   if ss == 0 then
     ss = tonumber(ARGV[5])
-  elseif ss < top then
+  elseif ss < top and busy then
     local since = tonumber(redis.call('GET', p .. 'ss_t') or tostring(now))
     ss = math.min(top, ss * 4 ^ math.max(0, math.min(now - since, 10)))
   end
   redis.call('SET', p .. 'ss', tostring(ss), 'EX', 3600)
   redis.call('SET', p .. 'ss_t', tostring(now), 'EX', 3600)
-  if ss < top then rate = ss end
+  if ss < top then pacing = ss end
 end
 local interval = cap
-if rate > 0 then interval = math.max(interval, 1 / rate) end
+if pacing > 0 then interval = math.max(interval, 1 / pacing) end
 local wait = 0
 if interval > 0 then
-  local tat = tonumber(redis.call('GET', p .. 'tat') or '0')
   local start = math.max(now, tat)
   wait = start - now
-  -- Turns are handed out at most `horizon` ahead: a request further back asks again,
-  -- so a rate cut by a refusal applies to every request but the next few.
+  -- Turns are handed out at most `horizon` ahead, so a rate cut by a refusal applies to
+  -- every request but the next few. A request further back is told when to ask again:
+  -- one interval after the request told before it, so those waiting wake in turn, not
+  -- all at once to race for the next turn.
   local horizon = tonumber(ARGV[6])
   if wait > horizon then
-    return {tostring(wait - horizon), tostring(rate), epoch, '0'}
+    local queued = math.max(start, tonumber(redis.call('GET', p .. 'queued') or '0')) + interval
+    redis.call('SET', p .. 'queued', tostring(queued), 'PX', math.ceil((queued - now) * 1000) + 1000)
+    return {tostring(math.max(horizon, queued - now - horizon)), tostring(rate), epoch, '0', tostring(pacing)}
   end
   redis.call('SET', p .. 'tat', tostring(start + interval), 'PX', math.ceil((wait + interval) * 1000) + 1000)
 end
 local slot = p .. 'n:' .. math.floor((now + wait) * 10)
 redis.call('INCR', slot)
 redis.call('EXPIRE', slot, 30)
-return {tostring(wait), tostring(rate), epoch, '1'}
+return {tostring(wait), tostring(rate), epoch, '1', tostring(pacing)}
 """
 
 # KEYS[1]: the key prefix. ARGV: the refused request's epoch, pause s (0: none), window s,
-# under, step_down, floor, min_samples, longest pause s, measure_samples, min_span s.
+# under, step_down, floor, min_samples, longest pause s, measure_samples, min_span s,
+# the highest rate (a slow start past it has ended).
 # Returns {rate (0: none), epoch} as strings.
 LIMITED: Final = """
 local p = KEYS[1]
@@ -99,6 +113,7 @@ local sent_epoch, pause_s, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]
 local under, step_down, floor = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local min_samples, longest = tonumber(ARGV[7]), tonumber(ARGV[8])
 local measure_samples, min_span = tonumber(ARGV[9]), tonumber(ARGV[10])
+local max_rate = tonumber(ARGV[11])
 local slot = math.floor(now * 10)
 local function accepted_since(from)
   local n = 0
@@ -161,6 +176,7 @@ else
     -- The first refusal: under what the fleet was sent at (the slow start's rate), or
     -- under what was accepted lately when that is lower.
     local ss = tonumber(redis.call('GET', p .. 'ss') or '0')
+    if ss >= max_rate then ss = 0 end  -- past any quota: the slow start had ended
     if measured == nil and ss == 0 then return {'0', epoch} end
     local sent = measured or ss
     if ss > 0 and measured ~= nil then sent = math.min(ss, measured) end

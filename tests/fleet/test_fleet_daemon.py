@@ -65,6 +65,7 @@ async def test_a_reload_joins_leaves_and_changes_the_fleet(
             assert (await reload(d, listener))["event"] == "reload_done"
             write(tmp_path / "root/third.txt", "3")
             await d.until(lambda: "third.txt" in dam_tree(emulator, "/fleet"), what="third")
+            await d.until(lambda: d.named("fleet_unreachable"), what="fleet_unreachable")
             warning = d.named("fleet_unreachable")[-1]
             assert warning["key"] == "fleet.redis_url"
             assert warning["redis_url"] == f"redis://:***@127.0.0.1:{redis.port}/0"
