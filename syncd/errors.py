@@ -101,6 +101,12 @@ class RateLimited(TransientDamError):
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
 
+    @property
+    def quota(self) -> bool:
+        """A 429, or a 503 that says when to come back: a spent quota, as opposed to a bare
+        503 from a node that is overloaded or failing."""
+        return self.status == 429 or self.retry_after is not None
+
 
 class PermanentDamError(DamError):
     """Retrying will not help: the request itself is wrong for this file."""

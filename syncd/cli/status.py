@@ -110,15 +110,10 @@ def _fleet(config: Config) -> dict[str, Any]:
     import anyio
 
     from syncd.dam.limits import LearnedRate
-    from syncd.fleet.quota import FleetQuota
+    from syncd.fleet.quota import fleet_quota
 
-    assert config.fleet.redis_url is not None
-    quota = FleetQuota(
-        config.fleet.redis_url,
-        config.fleet.key_prefix or config.dam.token,
-        LearnedRate(),
-        ca_bundle=config.fleet.ca_bundle,
-    )
+    quota = fleet_quota(config, LearnedRate())
+    assert quota is not None  # called only with a redis_url
     return anyio.run(quota.peek)
 
 

@@ -30,6 +30,7 @@ from syncd.redact import without_password
 
 __all__ = [
     "COUNT",
+    "KEY_PREFIX",
     "KINDS",
     "PERCENT",
     "POSITIVE",
@@ -129,6 +130,11 @@ TOKEN: Final = rule(
     lambda v: re.fullmatch(r"[A-Za-z0-9_-]+", v),
     "the one in the DAM project settings",
     "is not a token",
+)
+KEY_PREFIX: Final = rule(
+    lambda v: re.fullmatch(r"[\x21-\x7e]{0,100}", v),
+    "up to 100 printable ASCII characters without spaces",
+    "is not a usable key prefix",
 )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Final
 from syncd.config.paths import default_state_path
 from syncd.config.rules import (
     COUNT,
+    KEY_PREFIX,
     PERCENT,
     POSITIVE,
     REQUIRED,
@@ -194,15 +194,7 @@ _FOLDER: Final = {
 _METRICS: Final = {"listen": Key("string", None, host_port)}  # None: no metrics endpoint
 _FLEET: Final = {
     "redis_url": Key("string", None, redis_url),  # None: no fleet
-    "key_prefix": Key(
-        "string",
-        "",
-        rule(
-            lambda v: re.fullmatch(r"[\x21-\x7e]{0,100}", v),
-            "up to 100 printable ASCII characters without spaces",
-            "is not a usable key prefix",
-        ),
-    ),
+    "key_prefix": Key("string", "", KEY_PREFIX),  # "": the project token
     "ca_bundle": Key("string", None, ca_bundle),
 }
 _SECTIONS: Final = {

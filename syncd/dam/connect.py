@@ -8,7 +8,7 @@ from syncd.dam.client import DamClient
 from syncd.dam.limits import Backoff
 from syncd.dam.pacer import Pacer
 from syncd.errors import ConfigError
-from syncd.fleet.quota import FleetQuota
+from syncd.fleet.quota import fleet_quota
 
 __all__ = ["check_access", "make_dam", "make_pacer"]
 
@@ -25,13 +25,7 @@ def make_pacer(config: Config) -> Pacer:
         ),
         max_requests_per_second=dc.max_requests_per_second or None,
     )
-    if config.fleet.redis_url is not None:
-        pacer.fleet = FleetQuota(
-            config.fleet.redis_url,
-            config.fleet.key_prefix or dc.token,
-            pacer.learned,
-            ca_bundle=config.fleet.ca_bundle,
-        )
+    pacer.fleet = fleet_quota(config, pacer.learned)
     return pacer
 
 

@@ -216,10 +216,8 @@ class Pacer:
                         self.heartbeat()
                     self._on_success(self._clock() - started if timed else None)
                     return result
-            if self.fleet is not None and isinstance(error, RateLimited):
-                quota = error.status == 429 or error.retry_after is not None
-                if quota or pause:
-                    await self.fleet.limited(fleet_epoch, pause)
+            if self.fleet is not None and isinstance(error, RateLimited) and (error.quota or pause):
+                await self.fleet.limited(fleet_epoch, pause)
             attempt += 1
             if attempt >= self.backoff.max_attempts:
                 raise error
@@ -306,7 +304,7 @@ class Pacer:
         # A 429, or a 503 that says when to come back, is a quota: learn its rate. A bare
         # 503 may be an overloaded or failing node; pausing and fewer parallel requests
         # answer that, without slowing every later request.
-        quota = exc.status == 429 or retry_after is not None
+        quota = exc.quota
         rate = self.learned.rate
         if quota:
             rate = self.learned.limited(now, fresh=epoch == self._epoch)

@@ -21,13 +21,14 @@ from urllib.parse import unquote
 import anyio
 import structlog
 
+from syncd.config.schema import Config
 from syncd.fleet.scripts import LIMITED, RESERVE
 from syncd.redact import redact, url_password, without_password
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["FleetQuota", "RateRules"]
+__all__ = ["FleetQuota", "RateRules", "fleet_quota"]
 
 _MAX_RATE = 10_000.0
 """Requests/s the fleet's learned rate may probe up to; past it the slow start ends."""
@@ -61,6 +62,16 @@ class RateRules(Protocol):
     def min_span_s(self) -> float: ...
 
 
+def fleet_quota(config: Config, rules: RateRules) -> FleetQuota | None:
+    """The fleet's quota as `[fleet]` configures it (its key prefix defaulting to the
+    project token), or None without a `[fleet] redis_url`."""
+    fleet = config.fleet
+    if fleet.redis_url is None:
+        return None
+    prefix = fleet.key_prefix or config.dam.token
+    return FleetQuota(fleet.redis_url, prefix, rules, ca_bundle=fleet.ca_bundle)
+
+
 class FleetQuota:
     """The fleet's shared bucket, pause and learned rate, as seen from this host.
 
@@ -86,11 +97,10 @@ class FleetQuota:
         longest_pause_s: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # (The config refuses a user name without a password, "redis://secret@host".)
         if (password := url_password(url)) is not None:
             redact(password)
             redact(unquote(password))
-        elif "@" in (netloc := url.partition("://")[2].partition("/")[0]):
-            redact(netloc.rpartition("@")[0])  # "redis://secret@host": a password alone
         self.url = without_password(url)
         self._raw_url = url
         self.prefix = f"syncd:{{{prefix}}}:"
@@ -129,6 +139,7 @@ class FleetQuota:
                 retry=Retry(NoBackoff(), 0),
                 max_connections=1024,  # above [dam] workers' 256, with limited() besides
                 client_name="syncd",
+                decode_responses=True,
                 **extra,
             )
             self._reserve = self._client.register_script(RESERVE)
@@ -166,7 +177,7 @@ class FleetQuota:
             self._up()
             self.rate = float(rate) or None
             self.pacing = float(pacing) or None
-            self.epoch = epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+            self.epoch = epoch
             if int(reserved):
                 return max(0.0, float(wait))
             # A fleet-wide pause, or a turn further ahead than the horizon: ask again then.
@@ -196,7 +207,7 @@ class FleetQuota:
         self.rate = float(rate) or None
         if self.rate is not None:
             self.pacing = self.rate
-        self.epoch = new_epoch.decode() if isinstance(new_epoch, bytes) else str(new_epoch)
+        self.epoch = new_epoch
 
     def _down(self, exc: BaseException) -> None:
         self._retry_at = self._clock() + self._retry_s
